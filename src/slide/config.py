@@ -1,0 +1,198 @@
+"""Every user-facing parameter, declared once: name, default, allowed values, help.
+
+The same table validates :class:`slide.SlideClassifier` parameters, builds the ``slide train``
+command-line flags, reads ``--config`` TOML files and names the fields of benchmark output, so a
+parameter has one name everywhere.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    kind: str  # int, float, bool, choice, sizes, layers, int_auto, size_auto, seed, n_jobs
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    low_open: bool = False  # low bound excluded
+    group: str = "training"
+
+
+def _p(*args, **kw):
+    return Param(*args, **kw)
+
+
+PARAMS: tuple[Param, ...] = (
+    # --- network
+    _p("hidden_layer_sizes", (128,), "sizes", "widths of the hidden ReLU layers, e.g. 128 or 256,128",
+       low=1, high=1 << 20, group="network"),
+    _p("lsh_layers", "auto", "layers",
+       "which layers select active neurons by LSH: 'auto' (the output layer when it has >= 4096 "
+       "neurons), 'output', 'all', 'none', or layer numbers (0 = first hidden layer)", group="network"),
+    _p("init_scale", 1.0, "float", "multiplier of the uniform initialisation bound", low=0,
+       low_open=True, high=1e3, group="network"),
+    _p("normalize", "l2", "choice", "scale each input row: 'l2' (unit norm) or 'none'",
+       choices=("l2", "none"), group="network"),
+    # --- LSH
+    _p("hash_family", "simhash", "choice", "hash family of LSH layers",
+       choices=("simhash", "wta", "dwta", "doph"), group="lsh"),
+    _p("hashes_per_table", "auto", "int_auto", "K: hash codes concatenated into one table key",
+       low=1, high=64, group="lsh"),
+    _p("n_tables", "auto", "int_auto", "L: number of hash tables per LSH layer", low=1, high=4096,
+       group="lsh"),
+    _p("bucket_size", "auto", "int_auto", "capacity of one bucket (neuron ids)", low=1,
+       high=1 << 16, group="lsh"),
+    _p("bucket_bits", "auto", "int_auto", "a table has 2**bucket_bits buckets (at most K * code bits)",
+       low=1, high=24, group="lsh"),
+    _p("insertion", "reservoir", "choice", "what a full bucket keeps: 'fifo' (newest ids) or "
+       "'reservoir' (a uniform sample)", choices=("fifo", "reservoir"), group="lsh"),
+    _p("selection", "topk", "choice",
+       "active set from the buckets: 'vanilla' (union, up to active_size), 'topk' (the active_size "
+       "ids found in most tables) or 'threshold' (ids found in >= threshold tables)",
+       choices=("vanilla", "topk", "threshold"), group="lsh"),
+    _p("active_size", "auto", "size_auto",
+       "active-set budget of an LSH layer: neuron count, or fraction of the layer if < 1", low=0,
+       low_open=True, group="lsh"),
+    _p("threshold", 2, "int", "selection='threshold': minimum number of tables returning an id",
+       low=1, high=4096, group="lsh"),
+    _p("min_active", 0, "size_auto",
+       "pad active sets with random neurons up to this size (count, or fraction if < 1)", low=0,
+       group="lsh"),
+    _p("mips", False, "bool", "hash with the asymmetric MIPS transform (norm-scaled, one more "
+       "coordinate) instead of the angle between [w, b] and [x, 1]", group="lsh"),
+    _p("wta_bin_size", 8, "int", "WTA/DWTA: coordinates compared per code", low=2, high=256, group="lsh"),
+    _p("simhash_density", 1.0, "float", "SimHash: fraction of non-zero projection entries", low=0,
+       low_open=True, high=1.0, group="lsh"),
+    _p("doph_top", 32, "int", "DOPH: a dense vector's set is its doph_top largest coordinates",
+       low=1, high=1 << 20, group="lsh"),
+    _p("rebuild_first", 50, "int", "batches before the first hash-table rebuild", low=1,
+       high=1 << 40, group="lsh"),
+    _p("rebuild_growth", 0.1, "float", "rebuild intervals grow as rebuild_first * exp(growth * i)",
+       low=0, high=10, group="lsh"),
+    _p("rebuild_max_interval", 1000, "int", "longest interval between rebuilds, in batches", low=1,
+       high=1 << 40, group="lsh"),
+    # --- training
+    _p("epochs", 10, "int", "passes over the training data", low=1, high=1 << 20),
+    _p("batch_size", 128, "int", "samples per optimiser step", low=1, high=1 << 20),
+    _p("learning_rate", 1e-3, "float", "step size", low=0, low_open=True, high=10),
+    _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
+       choices=("adam", "sgd")),
+    _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=1),
+    _p("beta2", 0.999, "float", "Adam second-moment decay", low=0, high=1),
+    _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=0, low_open=True, high=1),
+    _p("predict_mode", "exact", "choice", "'exact' (every output neuron) or 'lsh' (active set only)",
+       choices=("exact", "lsh")),
+    _p("n_jobs", None, "n_jobs", "threads (None or -1: all cores; 1: deterministic)"),
+    _p("random_state", None, "seed", "seed of every random choice (None: fresh entropy)"),
+    _p("verbose", 0, "int", "0 silent, 1 progress bar and per-epoch lines", low=0, high=10),
+)
+
+PARAM_BY_NAME = {p.name: p for p in PARAMS}
+DEFAULTS = {p.name: p.default for p in PARAMS}
+
+
+def _fail(owner: str, p: Param, constraint: str, value) -> None:
+    raise ParameterError(f"The '{p.name}' parameter of {owner} must be {constraint}. Got {value!r} instead.")
+
+
+def _range_text(p: Param, kind: str) -> str:
+    lo = "(" if p.low_open else "["
+    low = "-inf" if p.low is None else (int(p.low) if kind == "int" else p.low)
+    high = "inf" if p.high is None else (int(p.high) if kind == "int" else p.high)
+    return f"{lo}{low}, {high}]"
+
+
+def _check_number(owner, p, value, kind):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(owner, p, f"{'an int' if kind == 'int' else 'a float'} in {_range_text(p, kind)}", value)
+    if kind == "int" and not float(value).is_integer():
+        _fail(owner, p, f"an int in {_range_text(p, kind)}", value)
+    v = int(value) if kind == "int" else float(value)
+    if v != v:  # NaN
+        _fail(owner, p, f"a number in {_range_text(p, kind)}", value)
+    bad_low = p.low is not None and (v <= p.low if p.low_open else v < p.low)
+    bad_high = p.high is not None and v > p.high
+    if bad_low or bad_high:
+        _fail(owner, p, f"{'an int' if kind == 'int' else 'a float'} in {_range_text(p, kind)}", value)
+    return v
+
+
+def validate_value(p: Param, value, owner: str = "SlideClassifier"):
+    """Checked (and normalised) value of parameter ``p``; raises ParameterError otherwise."""
+    k = p.kind
+    if k in ("int", "float"):
+        return _check_number(owner, p, value, k)
+    if k == "bool":
+        if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+            return bool(value)
+        _fail(owner, p, "a bool", value)
+    if k == "choice":
+        if value in p.choices:
+            return value
+        _fail(owner, p, "one of " + ", ".join(repr(c) for c in p.choices), value)
+    if k == "int_auto":
+        if value == "auto":
+            return value
+        return _check_number(owner, p, value, "int")
+    if k == "size_auto":
+        if value == "auto" and p.name != "min_active":
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+            _fail(owner, p, "'auto', a positive int (neurons) or a float in (0, 1) (fraction)"
+                  if p.name != "min_active" else "an int >= 0 (neurons) or a float in [0, 1) (fraction)", value)
+        if value < 0 or (p.low_open and value == 0) or (value >= 1 and not float(value).is_integer()):
+            _fail(owner, p, "a positive int (neurons) or a float in (0, 1) (fraction)", value)
+        return int(value) if value >= 1 or value == 0 else float(value)
+    if k == "sizes":
+        vals = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+        try:
+            vals = tuple(vals)
+        except TypeError:
+            _fail(owner, p, "a tuple of positive ints (possibly empty)", value)
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not (1 <= v <= p.high):
+                _fail(owner, p, f"a tuple of ints in [1, {int(p.high)}]", value)
+        return tuple(int(v) for v in vals)
+    if k == "layers":
+        if value in ("auto", "output", "all", "none"):
+            return value
+        vals = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+        try:
+            vals = tuple(vals)
+        except TypeError:
+            _fail(owner, p, "'auto', 'output', 'all', 'none' or a tuple of layer numbers", value)
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                _fail(owner, p, "'auto', 'output', 'all', 'none' or a tuple of layer numbers >= 0", value)
+        return tuple(sorted(set(int(v) for v in vals)))
+    if k == "seed":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < 2**63):
+            _fail(owner, p, "None or an int in [0, 2**63)", value)
+        return int(value)
+    if k == "n_jobs":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value == 0 or value < -1:
+            _fail(owner, p, "None, -1 (all cores) or an int >= 1", value)
+        return int(value)
+    raise AssertionError(k)
+
+
+def validate_params(params: dict, owner: str = "SlideClassifier") -> dict:
+    """Validate a full parameter dict (unknown names are an error, listing the known ones)."""
+    unknown = sorted(set(params) - set(PARAM_BY_NAME))
+    if unknown:
+        raise ParameterError(f"Unknown parameter(s) of {owner}: {', '.join(unknown)}. "
+                             f"Known: {', '.join(p.name for p in PARAMS)}.")
+    return {name: validate_value(PARAM_BY_NAME[name], value, owner) for name, value in params.items()}

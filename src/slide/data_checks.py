@@ -1,0 +1,103 @@
+"""Input validation at the API boundary: every array a kernel sees passed through here once.
+
+Kernels take CSR triples with int64 ``indptr``, int32 ``indices`` (sorted, no duplicates) and
+float32 ``data``; they never check anything themselves.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataFormatError
+
+
+def _as_csr(A, name: str) -> sp.csr_matrix:
+    if sp.issparse(A):
+        return sp.csr_matrix(A)
+    if isinstance(A, np.ndarray) or (isinstance(A, (list, tuple)) and len(A) and not isinstance(A[0], (list, tuple, np.ndarray))):
+        arr = np.asarray(A)
+        if arr.ndim != 2:
+            raise DataFormatError(f"{name} must be a 2-D matrix (n_samples, n_features); got an array of shape {arr.shape}.")
+        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+            raise DataFormatError(f"{name} must hold numbers; got dtype {arr.dtype}.")
+        return sp.csr_matrix(arr)
+    if isinstance(A, (list, tuple)):
+        arr = np.asarray(A)
+        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.number):
+            return sp.csr_matrix(arr)
+    raise DataFormatError(f"{name} must be a scipy.sparse matrix or a 2-D numeric array; got {type(A).__name__}.")
+
+
+def _canonical(M: sp.csr_matrix, dtype) -> sp.csr_matrix:
+    M = M.copy() if M.dtype == dtype else M.astype(dtype)
+    M.sum_duplicates()  # also sorts indices
+    M.sort_indices()
+    out = sp.csr_matrix((M.data.astype(dtype, copy=False), M.indices.astype(np.int32, copy=False),
+                         M.indptr.astype(np.int64, copy=False)), shape=M.shape)
+    out.has_sorted_indices = True
+    return out
+
+
+def check_X(X, *, name: str = "X", n_features: int | None = None, normalize: str = "none") -> sp.csr_matrix:
+    """Feature matrix as canonical float32 CSR (a copy), optionally rows scaled to unit L2 norm.
+
+    Raises DataFormatError for non-numeric, non-finite or wrongly shaped input.
+    """
+    M = _as_csr(X, name)
+    if M.shape[1] >= 2**31:
+        raise DataFormatError(f"{name} has {M.shape[1]} columns; at most 2**31 - 1 are supported.")
+    M = _canonical(M, np.float32)
+    if M.nnz and not np.isfinite(M.data).all():
+        bad = int(np.flatnonzero(~np.isfinite(M.data))[0])
+        row = int(np.searchsorted(M.indptr, bad, side="right") - 1)
+        raise DataFormatError(f"{name} holds a non-finite value ({M.data[bad]}) in row {row}, column "
+                              f"{M.indices[bad]}; expected finite numbers.")
+    if n_features is not None and M.shape[1] != n_features:
+        raise DataFormatError(f"{name} has {M.shape[1]} features, but the model was fitted with "
+                              f"{n_features}; expected {n_features} columns.")
+    if normalize == "l2" and M.nnz:
+        sq = np.add.reduceat(M.data.astype(np.float64) ** 2, M.indptr[:-1].clip(max=M.nnz - 1))
+        sq[np.diff(M.indptr) == 0] = 0.0
+        norms = np.sqrt(sq)
+        norms[norms == 0] = 1.0
+        M.data /= np.repeat(norms, np.diff(M.indptr)).astype(np.float32)
+    return M
+
+
+def check_Y(Y, *, n_rows: int, n_labels: int | None = None, name: str = "Y") -> sp.csr_matrix:
+    """Label matrix as canonical binary float32 CSR. Accepts a sparse/dense 0-1 matrix or a
+    list of label-id lists (then ``n_labels`` or the largest id + 1 gives the width)."""
+    if isinstance(Y, (list, tuple)) and (len(Y) == 0 or isinstance(Y[0], (list, tuple, np.ndarray, set, frozenset))):
+        indptr = np.zeros(len(Y) + 1, np.int64)
+        idx = []
+        for i, labels in enumerate(Y):
+            ids = sorted(set(labels))
+            for v in ids:
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                    raise DataFormatError(f"{name}[{i}] holds {v!r}; expected non-negative int label ids.")
+            idx.extend(ids)
+            indptr[i + 1] = len(idx)
+        indices = np.asarray(idx, np.int64)
+        width = n_labels if n_labels is not None else (int(indices.max()) + 1 if indices.size else 0)
+        if indices.size and indices.max() >= width:
+            raise DataFormatError(f"{name} holds label id {int(indices.max())}, but there are only {width} labels.")
+        M = sp.csr_matrix((np.ones(indices.size, np.float32), indices.astype(np.int32), indptr),
+                          shape=(len(Y), width))
+    else:
+        M = _as_csr(Y, name)
+    M = _canonical(M, np.float32)
+    if M.nnz and not np.isin(M.data, (0.0, 1.0)).all():
+        bad = M.data[~np.isin(M.data, (0.0, 1.0))][0]
+        raise DataFormatError(f"{name} must be binary (0/1 entries); found the value {bad}.")
+    M.eliminate_zeros()
+    if M.shape[0] != n_rows:
+        raise DataFormatError(f"{name} has {M.shape[0]} rows but X has {n_rows}; expected one label row per sample.")
+    if n_labels is not None and M.shape[1] != n_labels:
+        raise DataFormatError(f"{name} has {M.shape[1]} labels, but the model was fitted with "
+                              f"{n_labels}; expected {n_labels} columns.")
+    M = sp.csr_matrix((M.data, M.indices.astype(np.int32), M.indptr.astype(np.int64)), shape=M.shape)
+    M.has_sorted_indices = True
+    return M

@@ -1,0 +1,105 @@
+"""Saving and loading models: one ``.npz`` file, no pickle, checksummed, written atomically.
+
+The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with ``allow_pickle=False``, so
+loading cannot execute code. It holds every weight and optimiser array and one ``__meta__``
+entry: UTF-8 JSON with the format version, the parameters, the resolved layer settings, the
+training counters and a SHA-256 digest of every array. Hash tables are not stored: they are
+rebuilt on load from the stored weights and the stored seed, which reproduces them exactly.
+
+Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
+the target, so a crash during a save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataFormatError
+
+FORMAT = "slide-model"
+FORMAT_VERSION = 1
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8).tobytes()).hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it and rename it over
+    ``path``; on any error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise DataFormatError(f"cannot write {path}: the folder {directory} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        try:  # make the rename itself durable
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_arrays(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write ``arrays`` and ``meta`` (JSON-able) as a checksummed model file."""
+    meta = dict(meta)
+    meta["format"] = FORMAT
+    meta["format_version"] = FORMAT_VERSION
+    meta["sha256"] = {k: _digest(v) for k, v in arrays.items()}
+    blob = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    payload = dict(arrays)
+    payload["__meta__"] = blob
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read and verify a model file; raises DataFormatError naming the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"model file {path} does not exist.")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder; expected a model file written by SlideClassifier.save.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise DataFormatError(f"{path} is not a readable slide model file (truncated or corrupted?): {e}") from None
+    if "__meta__" not in arrays:
+        raise DataFormatError(f"{path} has no __meta__ entry: not a slide model file.")
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataFormatError(f"{path}: the model metadata is corrupted ({e}).") from None
+    if meta.get("format") != FORMAT:
+        raise DataFormatError(f"{path}: not a slide model file (format {meta.get('format')!r}).")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise DataFormatError(f"{path}: written by a newer slide (model format {meta.get('format_version')}; "
+                              f"this version reads up to {FORMAT_VERSION}). Upgrade slide to load it.")
+    sums = meta.get("sha256", {})
+    for k in sorted(set(sums) | set(arrays)):
+        if k not in arrays:
+            raise DataFormatError(f"{path}: the array {k!r} is missing (corrupted file).")
+        if k not in sums or _digest(arrays[k]) != sums[k]:
+            raise DataFormatError(f"{path}: checksum mismatch for {k!r}: the file is corrupted.")
+    return arrays, meta

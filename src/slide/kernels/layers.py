@@ -1,0 +1,176 @@
+"""Forward and backward rules of one layer, each next to the other.
+
+A layer's input is either the sparse feature vector (layer 0), a dense activation vector (the
+previous layer computed every neuron) or a sparse one (the previous layer was an LSH layer:
+``in_idx`` holds its active neuron ids, ``in_val`` their activations). Its output is every neuron
+(dense layer) or the active set ``work.act_ids[l][s][:n_act]`` (LSH layer).
+
+Forward:  z_j = b_j + sum_i W(i, j) x_i for each active j; hidden layers apply ReLU.
+Backward: given delta_j = dLoss/dz_j of the active neurons,
+          input:   dLoss/dx_i = sum_j delta_j W(i, j), gated by the previous ReLU (x_i > 0)
+                   (:func:`backward_input`, per sample, during the batch);
+          weights: dW(i, j) = sum over the batch's samples of delta_j x_i, db_j = sum delta_j
+                   (:func:`grad_row_output_major` / :func:`grad_row_input_major`, per weight row,
+                   in the optimiser pass, see :mod:`slide.kernels.optim`).
+Weights are only read during a batch, so samples run in parallel without locks and no update is
+lost; the optimiser pass sums each row's contributions in sample order, so the result does not
+depend on the number of threads.
+
+``s`` indexes a sample slot (per-sample buffers), ``t`` a thread slot (scratch).
+"""
+
+import numpy as np
+from numba import njit
+
+# Re-association lets LLVM vectorise the dot products and axpys; NaN/Inf semantics are kept
+# (no 'nnan'/'ninf'), so a diverging run is still detected.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_output):
+    """z (and ReLU unless output) of the active neurons of layer ``l`` into work.act[l][s]."""
+    W = net.W[l]
+    b = net.b[l]
+    z = work.act[l][s]
+    ids = work.act_ids[l][s]
+    dense_out = net.is_lsh[l] == 0
+    n_in = net.sizes[l]
+    if l == 0:
+        if dense_out:
+            for j in range(n_act):
+                z[j] = b[j]
+            for k in range(in_nnz):
+                v = in_val[k]
+                row = W[in_idx[k]]
+                for j in range(n_act):
+                    z[j] += v * row[j]
+        else:
+            for a in range(n_act):
+                j = ids[a]
+                acc = b[j]
+                for k in range(in_nnz):
+                    acc += in_val[k] * W[in_idx[k], j]
+                z[a] = acc
+    else:
+        for a in range(n_act):
+            j = a if dense_out else ids[a]
+            row = W[j]
+            acc = np.float32(0.0)
+            if in_dense:
+                for i in range(n_in):
+                    acc += row[i] * in_val[i]
+            else:
+                for k in range(in_nnz):
+                    acc += row[in_idx[k]] * in_val[k]
+            z[a] = acc + b[j]
+    if not is_output:
+        for a in range(n_act):
+            if z[a] < 0:
+                z[a] = 0.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
+    """Layer ``l`` >= 1: write the previous layer's delta (the ReLU-gated gradient of its
+    activations, sum_j delta_j W(j, .)) into work.delta[l - 1][s]."""
+    W = net.W[l]
+    delta = work.delta[l][s]
+    ids = work.act_ids[l][s]
+    dense_out = net.is_lsh[l] == 0
+    n_in = net.sizes[l]
+    dh = work.dinput[l][t]
+    n_h = n_in if in_dense else in_nnz
+    for i in range(n_h):
+        dh[i] = 0.0
+    for a in range(n_act):
+        d = delta[a]
+        if d == 0:
+            continue
+        row = W[a if dense_out else ids[a]]
+        if in_dense:
+            for i in range(n_in):
+                dh[i] += d * row[i]
+        else:
+            for k in range(in_nnz):
+                dh[k] += d * row[in_idx[k]]
+    prev = work.delta[l - 1][s]
+    for i in range(n_h):
+        prev[i] = dh[i] if in_val[i] > 0 else 0.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
+    """Softmax over the active logits of the output layer and cross-entropy against the uniform
+    distribution over the sample's labels; writes probabilities into work.act and
+    delta = p - y into work.delta. In an LSH output layer the labels are the first ``n_lab``
+    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss."""
+    z = work.act[l][s]
+    delta = work.delta[l][s]
+    mx = z[0]
+    for a in range(1, n_act):
+        if z[a] > mx:
+            mx = z[a]
+    total = np.float32(0.0)
+    for a in range(n_act):
+        e = np.exp(z[a] - mx)
+        delta[a] = e
+        total += e
+    log_s = np.log(total)
+    y = np.float32(1.0) / n_lab
+    loss = np.float32(0.0)
+    for c in range(n_lab):
+        pos = lab[c] if dense_out else c
+        loss -= y * (z[pos] - mx - log_s)
+    inv = np.float32(1.0) / total
+    for a in range(n_act):
+        p = delta[a] * inv
+        z[a] = p
+        delta[a] = p
+    for c in range(n_lab):
+        pos = lab[c] if dense_out else c
+        delta[pos] -= y
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def grad_row_output_major(g, n_in, work, l, ent_s, ent_k, e0, e1, in_dense):
+    """Gradient of neuron row W(j, :) of layer ``l`` >= 1 into g[:n_in]: the sum over the batch
+    entries (sample s, active position a) of delta[s, a] * input_s. Returns the bias gradient."""
+    for i in range(n_in):
+        g[i] = 0.0
+    gb = np.float32(0.0)
+    for e in range(e0, e1):
+        s = ent_s[e]
+        d = work.delta[l][s][ent_k[e]]
+        gb += d
+        if d == 0:
+            continue
+        x = work.act[l - 1][s]
+        if in_dense:
+            for i in range(n_in):
+                g[i] += d * x[i]
+        else:
+            xi = work.act_ids[l - 1][s]
+            for k in range(work.n_active[s, l - 1]):
+                g[xi[k]] += d * x[k]
+    return gb
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def grad_row_input_major(g, n_out, work, ent_s, ent_k, e0, e1, x_data, x_pos, dense_out):
+    """Gradient of input-feature row W(f, :) of layer 0 into g[:n_out]: the sum over the batch
+    entries (sample s, non-zero k of its input) of x_sk * delta_s."""
+    for j in range(n_out):
+        g[j] = 0.0
+    for e in range(e0, e1):
+        s = ent_s[e]
+        v = x_data[x_pos[s] + ent_k[e]]
+        d = work.delta[0][s]
+        if dense_out:
+            for j in range(n_out):
+                g[j] += v * d[j]
+        else:
+            ids = work.act_ids[0][s]
+            for a in range(work.n_active[s, 0]):
+                g[ids[a]] += v * d[a]

@@ -1,0 +1,215 @@
+"""The optimiser pass after each batch: assemble each touched weight row's gradient, then update
+that row with lazy Adam (or SGD).
+
+The batch's (sample, position) pairs are grouped by the weight row they touch with a counting
+sort (serial, linear in the batch's non-zeros), then threads take touched rows in turn: every row
+has one owner, so updates need no locks and none is lost, and each row sums its contributions in
+sample order, so results do not depend on the thread count. Rows that no sample touched are not
+visited at all (lazy Adam: their moments are not decayed, as in TensorFlow's LazyAdam).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .layers import FASTMATH, grad_row_input_major, grad_row_output_major
+
+ADAM, SGD = 0, 1
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def step_row(w, g, m, v, n, opt, lr, beta1, beta2, eps, bc1, bc2):
+    """One optimiser step on w[:n] with gradient g[:n]. Adam: m, v are the moments; bc1 = 1 -
+    beta1**t and bc2 = 1 - beta2**t the bias corrections of global step t."""
+    if opt == SGD:
+        for c in range(n):
+            w[c] -= lr * g[c]
+        return
+    for c in range(n):
+        gc = g[c]
+        mc = beta1 * m[c] + (1 - beta1) * gc
+        vc = beta2 * v[c] + (1 - beta2) * gc * gc
+        m[c] = mc
+        v[c] = vc
+        w[c] -= lr * (mc / bc1) / (np.sqrt(vc / bc2) + eps)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2):
+    if opt == SGD:
+        b[j] -= lr * g
+        return
+    mc = beta1 * mb[j] + (1 - beta1) * g
+    vc = beta2 * vb[j] + (1 - beta2) * g * g
+    mb[j] = mc
+    vb[j] = vc
+    b[j] -= lr * (mc / bc1) / (np.sqrt(vc / bc2) + eps)
+
+
+@njit(cache=True, inline="always")
+def _touch(grad, l, j, n_rows):
+    """Count one entry for row j; returns the updated number of distinct touched rows."""
+    cnt = grad.count[l]
+    if cnt[j] == 0:
+        grad.rows[l][n_rows] = j
+        n_rows += 1
+    cnt[j] += 1
+    return n_rows
+
+
+@njit(cache=True, inline="always")
+def _starts(grad, l, n_rows):
+    """Row j's entries will occupy ent_*[start[j] : start[j] + count[j]]."""
+    pos = 0
+    for r in range(n_rows):
+        j = grad.rows[l][r]
+        grad.start[l][j] = pos
+        pos += grad.count[l][j]
+
+
+@njit(cache=True, inline="always")
+def _place(grad, l, j, s, k):
+    """Store entry (s, k) of row j; start[j] advances, ending at the end of j's range."""
+    p = grad.start[l][j]
+    grad.ent_s[l][p] = s
+    grad.ent_k[l][p] = k
+    grad.start[l][j] = p + 1
+
+
+@njit(cache=True)
+def group_output_major(work, grad, l, n_batch):
+    """Counting sort of LSH layer l's (sample, active position) entries by neuron. Afterwards
+    grad.rows[l] lists the touched neurons in first-seen order and neuron j's entries are
+    ent_*[start[j] - count[j] : start[j]]. Returns the number of touched neurons."""
+    n_rows = 0
+    for s in range(n_batch):
+        ids = work.act_ids[l][s]
+        for a in range(work.n_active[s, l]):
+            n_rows = _touch(grad, l, ids[a], n_rows)
+    _starts(grad, l, n_rows)
+    for s in range(n_batch):
+        ids = work.act_ids[l][s]
+        for a in range(work.n_active[s, l]):
+            _place(grad, l, ids[a], s, a)
+    return n_rows
+
+
+@njit(cache=True)
+def group_input_major(grad, X_indptr, X_indices, rows, n_batch):
+    """Counting sort of layer 0's (sample, input non-zero) entries by input feature (as
+    :func:`group_output_major`). Returns the number of touched features."""
+    n_rows = 0
+    for s in range(n_batch):
+        for p in range(X_indptr[rows[s]], X_indptr[rows[s] + 1]):
+            n_rows = _touch(grad, 0, X_indices[p], n_rows)
+    _starts(grad, 0, n_rows)
+    for s in range(n_batch):
+        p0 = X_indptr[rows[s]]
+        for p in range(p0, X_indptr[rows[s] + 1]):
+            _place(grad, 0, X_indices[p], s, p - p0)
+    return n_rows
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1, beta2, eps,
+                        bc1, bc2):
+    """Optimiser step of layer l >= 1 (weights (n_out, n_in)). For an LSH layer the entries were
+    grouped by :func:`group_output_major` (``n_rows`` touched rows); a dense layer touches every
+    row with every sample of the batch."""
+    W = net.W[l]
+    b = net.b[l]
+    mW, vW, mb, vb = net.mW[l], net.vW[l], net.mb[l], net.vb[l]
+    adam = opt == ADAM
+    n_in = W.shape[1]
+    dense_out = net.is_lsh[l] == 0
+    in_dense = net.is_lsh[l - 1] == 0
+    n_out = W.shape[0]
+    cnt = grad.count[l]
+    start = grad.start[l]
+    rows = grad.rows[l]
+    es = grad.ent_s[l]
+    ek = grad.ent_k[l]
+    total = n_out if dense_out else n_rows
+    for t in prange(n_threads):
+        g = grad.g[l][t]
+        for r in range(t, total, n_threads):
+            if dense_out:
+                j = r
+                for i in range(n_in):
+                    g[i] = 0.0
+                gbias = np.float32(0.0)
+                for s in range(n_batch):
+                    d = work.delta[l][s][j]
+                    gbias += d
+                    if d == 0:
+                        continue
+                    x = work.act[l - 1][s]
+                    if in_dense:
+                        for i in range(n_in):
+                            g[i] += d * x[i]
+                    else:
+                        xi = work.act_ids[l - 1][s]
+                        for k in range(work.n_active[s, l - 1]):
+                            g[xi[k]] += d * x[k]
+            else:
+                j = rows[r]
+                e1 = start[j]
+                e0 = e1 - cnt[j]
+                gbias = grad_row_output_major(g, n_in, work, l, es, ek, e0, e1, in_dense)
+                cnt[j] = 0
+            if adam:
+                step_row(W[j], g, mW[j], vW[j], n_in, opt, lr, beta1, beta2, eps, bc1, bc2)
+            else:
+                step_row(W[j], g, g, g, n_in, opt, lr, beta1, beta2, eps, bc1, bc2)
+            step_scalar(b, j, gbias, mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_batch, n_threads,
+                       opt, lr, beta1, beta2, eps, bc1, bc2):
+    """Optimiser step of layer 0 (weights (n_features, n_out)): the ``n_rows`` input features
+    present in the batch, and the biases of the neurons that were active."""
+    W = net.W[0]
+    b = net.b[0]
+    mW, vW, mb, vb = net.mW[0], net.vW[0], net.mb[0], net.vb[0]
+    adam = opt == ADAM
+    n_out = W.shape[1]
+    dense_out = net.is_lsh[0] == 0
+    cnt = grad.count[0]
+    start = grad.start[0]
+    rows = grad.rows[0]
+    es = grad.ent_s[0]
+    ek = grad.ent_k[0]
+    x_pos = np.empty(n_batch, np.int64)
+    for s in range(n_batch):
+        x_pos[s] = X_indptr[rows_batch[s]]
+    for t in prange(n_threads):
+        g = grad.g[0][t]
+        for r in range(t, n_rows, n_threads):
+            f = rows[r]
+            e1 = start[f]
+            e0 = e1 - cnt[f]
+            grad_row_input_major(g, n_out, work, es, ek, e0, e1, X_data, x_pos, dense_out)
+            cnt[f] = 0
+            if adam:
+                step_row(W[f], g, mW[f], vW[f], n_out, opt, lr, beta1, beta2, eps, bc1, bc2)
+            else:
+                step_row(W[f], g, g, g, n_out, opt, lr, beta1, beta2, eps, bc1, bc2)
+    # biases: sum of the active neurons' deltas over the batch (serial: n_out is small)
+    gb = grad.gb[0]
+    mark = grad.bias_mark[0]
+    for s in range(n_batch):
+        d = work.delta[0][s]
+        if dense_out:
+            for j in range(n_out):
+                gb[j] += d[j]
+                mark[j] = 1
+        else:
+            ids = work.act_ids[0][s]
+            for a in range(work.n_active[s, 0]):
+                gb[ids[a]] += d[a]
+                mark[ids[a]] = 1
+    for j in range(n_out):
+        if mark[j]:
+            step_scalar(b, j, gb[j], mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2)
+            gb[j] = 0.0
+            mark[j] = 0

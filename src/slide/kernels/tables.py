@@ -1,0 +1,175 @@
+"""Hash tables of neuron ids and active-set selection.
+
+A layer's tables are one int32 array ``buckets`` of shape (L, 2**bucket_bits, bucket_size) and
+a fill counter ``fill`` (L, 2**bucket_bits) holding how many ids were offered to each bucket since
+the last rebuild. A bucket keeps at most ``bucket_size`` ids: FIFO overwrites the oldest,
+reservoir sampling keeps a uniform sample of all ids offered (so no neuron is favoured by the
+insertion order).
+
+Selection (per sample) marks ids in a per-thread ``stamp`` array (int64, one slot per neuron):
+``stamp[j] == tag`` means "already in this sample's active set" and ``stamp[j] == -tag - 1``
+"counted for this sample". Tags are >= 1 and never reused by a thread, so nothing has to be
+cleared between samples; ``count`` holds the number of tables that returned j.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .rng import rand_below, stream_seed
+
+FIFO, RESERVOIR = 0, 1
+VANILLA, TOPK, THRESHOLD = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def insert_id(buckets, fill, t, key, nid, policy, rng):
+    """Offer neuron ``nid`` to bucket ``key`` of table ``t``."""
+    cap = buckets.shape[2]
+    n = fill[t, key]
+    if n < cap:
+        buckets[t, key, n] = nid
+    elif policy == FIFO:
+        buckets[t, key, n % cap] = nid
+    else:
+        r = rand_below(rng, n + 1)
+        if r < cap:
+            buckets[t, key, r] = nid
+    fill[t, key] = n + 1
+
+
+@njit(cache=True, parallel=True)
+def insert_keys(buckets, fill, keys, ids, policy, seed, epoch):
+    """Insert ``ids[r]`` into bucket ``keys[r, t]`` of every table t, in parallel over tables.
+
+    Rows are inserted in the given order (the caller shuffles it, so FIFO overflow does not
+    systematically drop the same neurons). ``epoch`` distinguishes rebuilds for the RNG streams.
+    """
+    L = buckets.shape[0]
+    n = keys.shape[0]
+    for t in prange(L):
+        rng = np.empty(1, np.uint64)
+        rng[0] = stream_seed(seed, epoch, t)
+        for r in range(n):
+            insert_id(buckets, fill, t, keys[r, t], ids[r], policy, rng)
+
+
+@njit(cache=True, inline="always")
+def bucket_len(fill, t, key, cap):
+    n = fill[t, key]
+    return n if n < cap else cap
+
+
+@njit(cache=True)
+def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, tag,
+                  cand, out, n_out, table_order, rng):
+    """Add retrieved neurons to the active set ``out[:n_out]`` (ids already there are kept and
+    must be stamped with ``tag``); returns the new size.
+
+    mode VANILLA: union of the buckets, tables visited in random order, stop at ``budget`` ids.
+    mode TOPK: the ``budget`` ids returned by the most tables (ties: first seen).
+    mode THRESHOLD: ids returned by at least ``threshold`` tables, at most ``budget`` of them.
+    ``cand`` is an int32 scratch buffer with room for every id the tables can return.
+    """
+    L = buckets.shape[0]
+    cap = buckets.shape[2]
+    limit = n_out + budget
+    if limit > out.shape[0]:
+        limit = out.shape[0]
+    if mode == VANILLA:
+        # random table order (Fisher-Yates) so a budget does not always favour table 0
+        for t in range(L):
+            table_order[t] = t
+        for t in range(L - 1, 0, -1):
+            s = rand_below(rng, t + 1)
+            tmp = table_order[t]
+            table_order[t] = table_order[s]
+            table_order[s] = tmp
+        for ti in range(L):
+            t = table_order[ti]
+            key = keys[t]
+            n = bucket_len(fill, t, key, cap)
+            for e in range(n):
+                j = buckets[t, key, e]
+                if stamp[j] != tag:
+                    stamp[j] = tag
+                    out[n_out] = j
+                    n_out += 1
+                    if n_out >= limit:
+                        return n_out
+        return n_out
+    # counting modes: ids already in out keep their `tag` and are skipped
+    ctag = -tag - 1
+    n_cand = 0
+    for t in range(L):
+        key = keys[t]
+        n = bucket_len(fill, t, key, cap)
+        for e in range(n):
+            j = buckets[t, key, e]
+            s = stamp[j]
+            if s == tag:
+                continue
+            if s != ctag:
+                stamp[j] = ctag
+                count[j] = 1
+                cand[n_cand] = j
+                n_cand += 1
+            else:
+                count[j] += 1
+    room = limit - n_out
+    if mode == THRESHOLD:
+        for c in range(n_cand):
+            j = cand[c]
+            if count[j] >= threshold and n_out < limit:
+                out[n_out] = j
+                n_out += 1
+                stamp[j] = tag
+        return n_out
+    # TOPK: find the smallest count c* such that #(count >= c*) is as large as fits
+    if n_cand <= room:
+        for c in range(n_cand):
+            j = cand[c]
+            out[n_out] = j
+            n_out += 1
+            stamp[j] = tag
+        return n_out
+    hist = np.zeros(L + 2, np.int64)
+    for c in range(n_cand):
+        hist[count[cand[c]]] += 1
+    above = 0
+    cstar = L + 1
+    while cstar > 1 and above + hist[cstar - 1] <= room:
+        cstar -= 1
+        above += hist[cstar]
+    # take every id with count >= cstar, then fill with ids of count cstar - 1 in order seen
+    for c in range(n_cand):
+        j = cand[c]
+        if count[j] >= cstar:
+            out[n_out] = j
+            n_out += 1
+            stamp[j] = tag
+    if cstar > 1:
+        for c in range(n_cand):
+            if n_out >= limit:
+                break
+            j = cand[c]
+            if count[j] == cstar - 1 and stamp[j] != tag:
+                out[n_out] = j
+                n_out += 1
+                stamp[j] = tag
+    return n_out
+
+
+@njit(cache=True)
+def pad_random(n_neurons, target, stamp, tag, out, n_out, rng):
+    """Add distinct random neurons until the active set has ``target`` ids (or all neurons)."""
+    if target > n_neurons:
+        target = n_neurons
+    if target > out.shape[0]:
+        target = out.shape[0]
+    while n_out < target:
+        j = rand_below(rng, n_neurons)
+        if stamp[j] != tag:
+            stamp[j] = tag
+            out[n_out] = j
+            n_out += 1
+    return n_out

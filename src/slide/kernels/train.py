@@ -1,0 +1,152 @@
+"""The compiled inner loop: one batch of training, then the lazy optimiser pass.
+
+The Python epoch loop (:mod:`slide.estimator`) calls :func:`train_batch` once per batch, then
+:func:`apply_batch`. Inside ``train_batch`` each thread slot takes every ``n_threads``-th sample
+of the batch and runs it through hashing, selection, forward, loss and backward, keeping the
+sample's active sets, activations and deltas in its batch slot; weights are only read, so threads
+need no locks. :func:`apply_batch` then updates every touched weight row once (see
+:mod:`slide.kernels.optim`). Per-sample random streams are seeded from (seed, batch, slot), so a
+run gives the same result for any number of threads.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .hashing import codes_to_keys, hash_dense, hash_sparse
+from .layers import FASTMATH, backward_input, forward_layer, softmax_loss
+from .optim import group_input_major, group_output_major, update_input_major, update_output_major
+from .rng import stream_seed
+from .tables import pad_random, select_active
+from .timer import cycles
+
+# phases timed inside the kernel (cycles summed over threads)
+PH_HASH, PH_SELECT, PH_FORWARD, PH_BACKWARD = 0, 1, 2, 3
+N_PHASES = 4
+
+
+@njit(cache=True, inline="never")
+def set_n_active(work, s, l, n):
+    """work.n_active[s, l] = n (a called function: see the note in :mod:`.state`)."""
+    work.n_active[s, l] = n
+
+
+@njit(cache=True)
+def layer_input(net, work, l, s, x_idx, x_val, x_nnz):
+    """(idx, val, nnz, dense) describing the input of layer ``l`` for sample slot ``s``."""
+    if l == 0:
+        return x_idx, x_val, x_nnz, False
+    prev_lsh = net.is_lsh[l - 1] != 0
+    return work.act_ids[l - 1][s], work.act[l - 1][s], work.n_active[s, l - 1], not prev_lsh
+
+
+@njit(cache=True)
+def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
+    """Bucket keys (one per table) of the input of LSH layer ``l`` into work.keys[l][t].
+
+    The query is the input with a constant 1 appended, matching the neurons' hashed vectors
+    [w, b], so the angle reflects the logit w.x + b rather than w.x alone. With the MIPS
+    transform the query is [x, 1, 0] and the neurons [w/M, b/M, sqrt(1 - |(w, b)/M|^2)]."""
+    hp = lsh.hp[l]
+    codes = work.codes[l][t]
+    n_in = net.sizes[l]
+    if in_dense:
+        q = work.qbuf[l][t]
+        for i in range(n_in):
+            q[i] = in_val[i]
+        q[n_in] = 1.0
+        if lsh.mips[l] != 0:
+            q[n_in + 1] = 0.0
+        hash_dense(hp, q, codes, work.hscratch[l], t)
+    else:
+        qi = work.qidx[l][t]
+        qv = work.qval[l][t]
+        for k in range(in_nnz):
+            qi[k] = in_idx[k]
+            qv[k] = in_val[k]
+        qi[in_nnz] = n_in
+        qv[in_nnz] = 1.0
+        hash_sparse(hp, qi, qv, in_nnz + 1, codes, work.hscratch[l], t)
+    codes_to_keys(hp, codes, work.keys[l][t])
+
+
+@njit(cache=True)
+def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng):
+    """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
+    first, then retrieved ids, then random padding up to min_active. Returns its size."""
+    tag = work.tags[t] + 1
+    work.tags[t] = tag
+    out = work.act_ids[l][s]
+    stamp = work.stamp[l][t]
+    n = 0
+    for c in range(n_lab):
+        j = lab[c]
+        if stamp[j] != tag:
+            stamp[j] = tag
+            out[n] = j
+            n += 1
+    n = select_active(lsh.buckets[l], lsh.fill[l], work.keys[l][t], lsh.mode[l], lsh.limit[l],
+                      lsh.threshold[l], stamp, work.count[l][t], tag, work.cand[l][t], out, n,
+                      work.order[l][t], rng)
+    return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, rng)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows,
+                seed, batch_no, n_threads, losses, timers):
+    """Forward, loss and backward of the samples ``rows`` (all with >= 1 label) into their
+    batch slots. losses[t] and timers[t, phase] accumulate per thread slot."""
+    B = rows.shape[0]
+    n_layers = net.is_lsh.shape[0]
+    out_l = n_layers - 1
+    empty = np.empty(0, np.int32)
+    for t in prange(n_threads):
+        rng = np.empty(1, np.uint64)
+        for s in range(t, B, n_threads):
+            r = rows[s]
+            rng[0] = stream_seed(seed, batch_no, s)
+            p0, p1 = X_indptr[r], X_indptr[r + 1]
+            x_idx = X_indices[p0:p1]
+            x_val = X_data[p0:p1]
+            lab = Y_indices[Y_indptr[r]:Y_indptr[r + 1]]
+            n_lab = lab.shape[0]
+            for l in range(n_layers):
+                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, p1 - p0)
+                if net.is_lsh[l] != 0:
+                    c0 = cycles()
+                    hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
+                    c1 = cycles()
+                    if l == out_l:
+                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng)
+                    else:
+                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng)
+                    timers[t, PH_HASH] += c1 - c0
+                    timers[t, PH_SELECT] += cycles() - c1
+                else:
+                    n_act = net.sizes[l + 1]
+                set_n_active(work, s, l, n_act)
+                c0 = cycles()
+                forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, l == out_l)
+                timers[t, PH_FORWARD] += cycles() - c0
+            c0 = cycles()
+            losses[t] += softmax_loss(work, out_l, s, work.n_active[s, out_l],
+                                      net.is_lsh[out_l] == 0, lab, n_lab)
+            for l in range(n_layers - 1, 0, -1):
+                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, p1 - p0)
+                backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, work.n_active[s, l])
+            timers[t, PH_BACKWARD] += cycles() - c0
+
+
+@njit(cache=True)
+def apply_batch(net, work, grad, X_indptr, X_indices, X_data, rows, n_threads, opt, lr, beta1,
+                beta2, eps, bc1, bc2):
+    """The optimiser pass of the batch ``rows`` (after :func:`train_batch`), every layer."""
+    n_batch = rows.shape[0]
+    for l in range(net.is_lsh.shape[0]):
+        if l == 0:
+            n_rows = group_input_major(grad, X_indptr, X_indices, rows, n_batch)
+            update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows, n_threads,
+                               opt, lr, beta1, beta2, eps, bc1, bc2)
+        else:
+            n_rows = group_output_major(work, grad, l, n_batch) if net.is_lsh[l] != 0 else 0
+            update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1,
+                                beta2, eps, bc1, bc2)

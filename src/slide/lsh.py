@@ -1,0 +1,176 @@
+"""Hash functions and hash tables of one LSH layer: construction, rebuilding and the schedule.
+
+The kernels live in :mod:`slide.kernels.hashing` and :mod:`slide.kernels.tables`; this module
+draws the random parameters (from a seed, so a model can store the seed instead of the arrays),
+hashes every neuron's weight vector and fills the tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+from .kernels.hashing import (
+    DOPH,
+    DOPH_CODE_BITS,
+    DWTA,
+    SIMHASH,
+    WTA,
+    HashParams,
+    hash_rows_keys,
+    simhash_signs_to_keys,
+)
+from .kernels.tables import FIFO, RESERVOIR, insert_keys
+
+FAMILIES = {"simhash": SIMHASH, "wta": WTA, "dwta": DWTA, "doph": DOPH}
+INSERTIONS = {"fifo": FIFO, "reservoir": RESERVOIR}
+
+
+def code_bits_of(family: str, bin_size: int) -> int:
+    """Bits one code of ``family`` occupies in a bucket key."""
+    if family == "simhash":
+        return 1
+    if family in ("wta", "dwta"):
+        return max(1, math.ceil(math.log2(bin_size)))
+    return DOPH_CODE_BITS
+
+
+def _empty(dtype, ndim):
+    return np.zeros((0,) * ndim, dtype)
+
+
+def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int, seed: int,
+                     bin_size: int = 8, density: float = 1.0, doph_top: int = 32) -> HashParams:
+    """Draw the random parameters of ``L`` tables of ``K`` codes over ``dim``-dimensional vectors.
+
+    ``bucket_bits`` is capped at K * code_bits (a table cannot have more distinct keys than that).
+    """
+    rng = np.random.default_rng(seed)
+    fam = FAMILIES[family]
+    n_codes = K * L
+    cb = code_bits_of(family, bin_size)
+    bucket_bits = int(min(bucket_bits, K * cb))
+    i32 = np.int32
+    proj = proj_t = _empty(np.float32, 2)
+    sp_indptr, sp_indices, sp_signs = np.zeros(1, i32), _empty(i32, 1), _empty(np.float32, 1)
+    sp_t_indptr, sp_t_codes, sp_t_signs = np.zeros(1, i32), _empty(i32, 1), _empty(np.float32, 1)
+    bins = np.zeros((0, 1), i32)
+    coord_indptr, coord_code, coord_pos = np.zeros(1, i32), _empty(i32, 1), _empty(i32, 1)
+    doph_a = doph_b = _empty(np.uint64, 1)
+    if fam == SIMHASH:
+        signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=(n_codes, dim))
+        if density >= 1.0:
+            proj = np.ascontiguousarray(signs)
+            proj_t = np.ascontiguousarray(signs.T)
+        else:
+            keep = rng.random((n_codes, dim)) < density
+            R = sp.csr_matrix(np.where(keep, signs, 0).astype(np.float32))
+            R.sort_indices()
+            sp_indptr, sp_indices, sp_signs = R.indptr.astype(i32), R.indices.astype(i32), R.data
+            Rt = R.T.tocsr()
+            Rt.sort_indices()
+            sp_t_indptr, sp_t_codes, sp_t_signs = Rt.indptr.astype(i32), Rt.indices.astype(i32), Rt.data
+    elif fam in (WTA, DWTA):
+        n_perm = math.ceil(n_codes * bin_size / dim)
+        perm = np.concatenate([rng.permutation(dim) for _ in range(n_perm)])
+        bins = perm[: n_codes * bin_size].reshape(n_codes, bin_size).astype(i32)
+        flat = bins.ravel()
+        order = np.argsort(flat, kind="stable")
+        coord_code = (order // bin_size).astype(i32)
+        coord_pos = (order % bin_size).astype(i32)
+        coord_indptr = np.zeros(dim + 1, i32)
+        np.cumsum(np.bincount(flat, minlength=dim), out=coord_indptr[1:])
+    else:
+        doph_a = rng.integers(1, 2**63, size=L, dtype=np.uint64) | np.uint64(1)
+        doph_b = rng.integers(0, 2**63, size=L, dtype=np.uint64)
+    seed64 = np.uint64(rng.integers(0, 2**63))
+    fold_mult = np.uint64(rng.integers(0, 2**63)) * np.uint64(2) + np.uint64(1)
+    return HashParams(
+        fam, int(K), int(L), int(cb), bucket_bits, int(dim), seed64, fold_mult,
+        proj, proj_t, sp_indptr, sp_indices, sp_signs, sp_t_indptr, sp_t_codes, sp_t_signs,
+        bins, coord_indptr, coord_code, coord_pos, doph_a, doph_b, int(doph_top),
+    )
+
+
+def neuron_rows(W: np.ndarray, b: np.ndarray, ids: np.ndarray, *, input_major: bool, mips: bool,
+                max_norm: float) -> np.ndarray:
+    """The hashed vectors of neurons ``ids``: [w, b] (the query side is [x, 1]), or with ``mips``
+    [w/M, b/M, sqrt(1 - |(w, b)/M|^2)] (M = max_norm over all neurons; query [x, 1, 0])."""
+    w = W[:, ids].T if input_major else W[ids]
+    n, d = w.shape
+    out = np.empty((n, d + 2 if mips else d + 1), np.float32)
+    out[:, :d] = w
+    out[:, d] = b[ids]
+    if not mips:
+        return out
+    out[:, : d + 1] /= max_norm
+    sq = np.einsum("ij,ij->i", out[:, : d + 1], out[:, : d + 1])
+    out[:, d + 1] = np.sqrt(np.maximum(0.0, 1.0 - sq))
+    return out
+
+
+def max_neuron_norm(W: np.ndarray, b: np.ndarray, input_major: bool) -> float:
+    """max_j |(w_j, b_j)|, the MIPS scale (1.0 for an all-zero layer)."""
+    sq = (np.einsum("ij,ij->j", W, W) if input_major else np.einsum("ij,ij->i", W, W)) + b * b
+    m = float(np.sqrt(sq.max())) if sq.size else 0.0
+    return m if m > 0 else 1.0
+
+
+def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.ndarray,
+                   b: np.ndarray, *, input_major: bool, mips: bool, insertion: int, seed: int,
+                   epoch: int, n_threads: int, chunk: int = 16384) -> None:
+    """Empty the tables and insert every neuron, in a random order, from its current weights."""
+    n_neurons = b.shape[0]
+    fill[:] = 0
+    order = np.random.default_rng([seed, epoch]).permutation(n_neurons).astype(np.int32)
+    max_norm = max_neuron_norm(W, b, input_major) if mips else 1.0
+    for s in range(0, n_neurons, chunk):
+        # neurons go in in a shuffled order so FIFO overflow drops a random subset
+        ids = order[s:s + chunk]
+        rows = neuron_rows(W, b, ids, input_major=input_major, mips=mips, max_norm=max_norm)
+        keys = np.empty((len(ids), hp.L), np.int64)
+        if hp.family == SIMHASH:
+            if hp.proj.shape[0] > 0:
+                vals = rows @ hp.proj.T
+            else:
+                R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.K * hp.L, hp.dim))
+                vals = np.ascontiguousarray((R @ rows.T).T)
+            simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), keys, n_threads)
+        else:
+            hash_rows_keys(hp, np.ascontiguousarray(rows), keys, n_threads)
+        insert_keys(buckets, fill, keys, ids, insertion, seed, epoch)
+
+
+class RebuildSchedule:
+    """Batches at which tables are rebuilt: the first after ``first`` batches, then intervals
+    growing as ``first * exp(growth * i)`` (i = 1, 2, ...), capped at ``max_interval`` batches
+    so tables never go stale for too long. ``growth = 0`` gives a fixed period."""
+
+    def __init__(self, first: int, growth: float, max_interval: int | None = None):
+        self.first = int(first)
+        self.growth = float(growth)
+        self.max_interval = max_interval
+        self.count = 0  # rebuilds done so far (not counting the initial build)
+        self.next_at = self.first
+
+    def interval(self, i: int) -> int:
+        v = self.first * math.exp(self.growth * i)
+        if self.max_interval is not None:
+            v = min(v, self.max_interval)
+        return max(1, int(round(v)))
+
+    def due(self, batches_done: int) -> bool:
+        return batches_done >= self.next_at
+
+    def advance(self) -> None:
+        self.count += 1
+        self.next_at += self.interval(self.count)
+
+    def state(self) -> dict:
+        return {"count": self.count, "next_at": self.next_at}
+
+    def set_state(self, state: dict) -> None:
+        self.count = int(state["count"])
+        self.next_at = int(state["next_at"])

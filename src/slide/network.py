@@ -1,0 +1,179 @@
+"""Allocation of a network's arrays: weights, optimiser state, hash tables, thread buffers.
+
+Everything the compiled kernels touch is created here, once, as flat NumPy arrays grouped into
+the named tuples of :mod:`slide.kernels.state`; the estimator only orchestrates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import typed
+
+from .kernels.hashing import HashParams, make_scratch
+from .kernels.state import LSH, Grad, Net, Work
+from .kernels.tables import THRESHOLD, TOPK, VANILLA
+from .lsh import FAMILIES, INSERTIONS, make_hash_params
+
+SELECTIONS = {"vanilla": VANILLA, "topk": TOPK, "threshold": THRESHOLD}
+
+
+def _tl(items) -> typed.List:
+    """Per-layer containers are Numba typed lists: unlike tuples, parallel (prange) regions
+    accept them, and a kernel indexes them with a run-time layer number."""
+    return typed.List(list(items))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Resolved settings of one layer (after 'auto' values are decided)."""
+
+    n_in: int
+    n_out: int
+    lsh: bool
+    family: str = "simhash"
+    K: int = 1
+    L: int = 1
+    bucket_bits: int = 1
+    bucket_size: int = 1
+    insertion: str = "fifo"
+    selection: str = "topk"
+    active_size: int = 0
+    threshold: int = 1
+    min_active: int = 0
+    mips: bool = True
+    bin_size: int = 8
+    density: float = 1.0
+    doph_top: int = 32
+
+    @property
+    def hash_dim(self) -> int:
+        return self.n_in + 2 if self.mips else self.n_in + 1  # [w, b] (+ MIPS coordinate)
+
+    def active_cap(self, max_labels: int) -> int:
+        """Room needed for one active set (labels + retrieved + padding)."""
+        if not self.lsh:
+            return self.n_out
+        return int(min(self.n_out, max(self.active_size, self.min_active) + max_labels))
+
+
+def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: float):
+    """Uniform He-style initialisation U(-a, a), a = init_scale * sqrt(6 / fan_in) for ReLU
+    layers (fan_in = average non-zeros is unknown here, so the layer width is used), biases 0."""
+    Ws, bs = [], []
+    for l, s in enumerate(specs):
+        a = init_scale * np.sqrt(6.0 / (s.n_in + s.n_out)) if l > 0 else init_scale * np.sqrt(6.0 / (s.n_out + 1))
+        shape = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
+        Ws.append(rng.uniform(-a, a, size=shape).astype(np.float32))
+        bs.append(np.zeros(s.n_out, np.float32))
+    return Ws, bs
+
+
+def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str) -> Net:
+    sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
+    adam = optimizer == "adam"
+    z2 = lambda W: np.zeros_like(W) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
+    z1 = lambda b: np.zeros_like(b) if adam else np.zeros(0, np.float32)  # noqa: E731
+    return Net(
+        sizes=sizes,
+        is_lsh=np.array([int(s.lsh) for s in specs], np.int64),
+        W=_tl(Ws),
+        b=_tl(bs),
+        mW=_tl(z2(W) for W in Ws),
+        vW=_tl(z2(W) for W in Ws),
+        mb=_tl(z1(b) for b in bs),
+        vb=_tl(z1(b) for b in bs),
+    )
+
+
+def make_grad(specs: list[LayerSpec], n_threads: int, batch_size: int, max_labels: int, max_nnz: int) -> Grad:
+    """Scratch of the optimiser pass for batches of up to ``batch_size`` samples."""
+    i64 = np.int64
+    count, start, rows, ent_s, ent_k, g, gb, mark = ([] for _ in range(8))
+    for l, s in enumerate(specs):
+        if l == 0:
+            n_rows, n_ent, row_len = s.n_in, batch_size * max_nnz, s.n_out
+        else:
+            n_rows, row_len = s.n_out, s.n_in
+            n_ent = batch_size * s.active_cap(max_labels) if s.lsh else 0
+        count.append(np.zeros(n_rows, i64))
+        start.append(np.zeros(n_rows, i64))
+        rows.append(np.zeros(min(n_rows, n_ent), i64))
+        ent_s.append(np.zeros(n_ent, i64))
+        ent_k.append(np.zeros(n_ent, i64))
+        g.append(np.zeros((n_threads, row_len), np.float32))
+        gb.append(np.zeros(s.n_out if l == 0 else 0, np.float32))
+        mark.append(np.zeros(s.n_out if l == 0 else 0, np.uint8))
+    return Grad(count=_tl(count), start=_tl(start), rows=_tl(rows), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
+                g=_tl(g), gb=_tl(gb), bias_mark=_tl(mark))
+
+
+def _dummy_hp() -> HashParams:
+    return make_hash_params("simhash", 1, 1, 1, bucket_bits=1, seed=0)
+
+
+def make_lsh(specs: list[LayerSpec], seed: int) -> LSH:
+    hps, buckets, fills = [], [], []
+    for l, s in enumerate(specs):
+        if s.lsh:
+            hp = make_hash_params(s.family, s.K, s.L, s.hash_dim, bucket_bits=s.bucket_bits,
+                                  seed=seed * 1000003 + l, bin_size=s.bin_size, density=s.density,
+                                  doph_top=s.doph_top)
+            hps.append(hp)
+            buckets.append(np.zeros((s.L, 1 << hp.bucket_bits, s.bucket_size), np.int32))
+            fills.append(np.zeros((s.L, 1 << hp.bucket_bits), np.int32))
+        else:
+            hps.append(_dummy_hp())
+            buckets.append(np.zeros((0, 0, 0), np.int32))
+            fills.append(np.zeros((0, 0), np.int32))
+    arr = lambda f: np.array([f(s) for s in specs], np.int64)  # noqa: E731
+    return LSH(
+        hp=_tl(hps),
+        buckets=_tl(buckets),
+        fill=_tl(fills),
+        mips=arr(lambda s: int(s.mips)),
+        mode=arr(lambda s: SELECTIONS[s.selection]),
+        limit=arr(lambda s: s.active_size),
+        threshold=arr(lambda s: s.threshold),
+        min_active=arr(lambda s: s.min_active),
+    )
+
+
+def make_work(specs: list[LayerSpec], lsh: LSH, n_threads: int, n_slots: int, max_labels: int,
+              max_nnz: int) -> Work:
+    """Buffers for ``n_slots`` samples in flight (the batch size in training, the thread count
+    in prediction) and ``n_threads`` threads, sized for the largest sample (``max_labels``
+    labels, ``max_nnz`` input non-zeros)."""
+    T, S = n_threads, n_slots
+    f32, i32, i64 = np.float32, np.int32, np.int64
+    act_ids, act, delta, dinput = [], [], [], []
+    stamp, count, cand, codes, keys, order, qbuf, qidx, qval, hscr = ([] for _ in range(10))
+    for l, s in enumerate(specs):
+        cap = s.active_cap(max_labels)
+        act_ids.append(np.zeros((S, cap), i32))
+        act.append(np.zeros((S, cap), f32))
+        delta.append(np.zeros((S, cap), f32))
+        dinput.append(np.zeros((T, s.n_in if l > 0 else 0), f32))
+        hp = lsh.hp[l]
+        on = s.lsh
+        stamp.append(np.zeros((T, s.n_out if on else 0), i64))
+        count.append(np.zeros((T, s.n_out if on else 0), i32))
+        cand.append(np.zeros((T, s.L * s.bucket_size if on else 0), i32))
+        codes.append(np.zeros((T, s.K * s.L if on else 0), i64))
+        keys.append(np.zeros((T, s.L if on else 0), i64))
+        order.append(np.zeros((T, s.L if on else 0), i64))
+        qbuf.append(np.zeros((T, s.hash_dim if on else 0), f32))
+        nq = ((max_nnz if l == 0 else s.n_in) + 1) if on else 0
+        qidx.append(np.zeros((T, nq), i32))
+        qval.append(np.zeros((T, nq), f32))
+        hscr.append(make_scratch(hp, T))
+    return Work(
+        act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
+        dinput=_tl(dinput), stamp=_tl(stamp), count=_tl(count), cand=_tl(cand), codes=_tl(codes),
+        keys=_tl(keys), order=_tl(order), qbuf=_tl(qbuf), qidx=_tl(qidx), qval=_tl(qval),
+        hscratch=_tl(hscr), tags=np.zeros(T, i64),
+    )
+
+
+__all__ = ["LayerSpec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "FAMILIES", "INSERTIONS", "SELECTIONS"]

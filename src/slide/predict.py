@@ -1,0 +1,175 @@
+"""Prediction: exact top-k over every output neuron, or LSH-sparse top-k over the active set.
+
+Exact mode computes layers with BLAS on row chunks (the logits of a chunk never exceed about
+64 MB) and selects the top k per row in a parallel Numba kernel. LSH mode runs the same
+per-sample hashing, selection and forward kernels as training, without labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange
+
+from .errors import DataFormatError, ParameterError
+from .kernels.layers import forward_layer
+from .kernels.train import hash_input, layer_input, select_layer, set_n_active
+from .network import make_work
+
+_CHUNK_FLOATS = 1 << 24
+
+
+@njit(cache=True, parallel=True)
+def topk_rows(Z, k, out_idx, out_val, row0):
+    """Top-k column ids and values of each row of Z into out_*[row0 + r] (best first; ties by
+    smaller id)."""
+    n, m = Z.shape
+    for r in prange(n):
+        idx = out_idx[row0 + r]
+        val = out_val[row0 + r]
+        cnt = 0
+        z = Z[r]
+        for j in range(m):
+            v = z[j]
+            if cnt < k:
+                p = cnt
+                cnt += 1
+            elif v > val[k - 1]:
+                p = k - 1
+            else:
+                continue
+            while p > 0 and val[p - 1] < v:
+                val[p] = val[p - 1]
+                idx[p] = idx[p - 1]
+                p -= 1
+            val[p] = v
+            idx[p] = j
+
+
+def hidden_activations(net, X: sp.csr_matrix, upto: int) -> np.ndarray:
+    """Dense activations of layer ``upto - 1`` (every neuron computed, ReLU applied), i.e. the
+    input of layer ``upto``; ``upto`` >= 1."""
+    H = np.asarray(X @ net.W[0]) + net.b[0]
+    np.maximum(H, 0, out=H)
+    for l in range(1, upto):
+        H = H @ net.W[l].T + net.b[l]
+        np.maximum(H, 0, out=H)
+    return np.ascontiguousarray(H, dtype=np.float32)
+
+
+def output_logits(net, X: sp.csr_matrix) -> np.ndarray:
+    n_layers = len(net.W)
+    if n_layers == 1:
+        return np.ascontiguousarray(np.asarray(X @ net.W[0]) + net.b[0], dtype=np.float32)
+    H = hidden_activations(net, X, n_layers - 1)
+    return np.ascontiguousarray(H @ net.W[-1].T + net.b[-1], dtype=np.float32)
+
+
+def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = X.shape[0]
+    n_labels = net.b[-1].shape[0]
+    out_idx = np.full((n, k), -1, np.int64)
+    out_val = np.full((n, k), -np.inf, np.float32)
+    chunk = max(1, min(8192, _CHUNK_FLOATS // max(1, n_labels)))
+    for s in range(0, n, chunk):
+        Z = output_logits(net, X[s:s + chunk])
+        topk_rows(Z, k, out_idx, out_val, s)
+    return out_idx, out_val
+
+
+@njit(cache=True, parallel=True)
+def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, out_idx, out_val):
+    n = X_indptr.shape[0] - 1
+    n_layers = net.is_lsh.shape[0]
+    out_l = n_layers - 1
+    empty = np.empty(0, np.int32)
+    for t in prange(n_threads):
+        rng = np.empty(1, np.uint64)
+        for r in range(t, n, n_threads):
+            rng[0] = np.uint64(r) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
+            p0, p1 = X_indptr[r], X_indptr[r + 1]
+            x_idx = X_indices[p0:p1]
+            x_val = X_data[p0:p1]
+            for l in range(n_layers):
+                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, t, x_idx, x_val, p1 - p0)
+                if net.is_lsh[l] != 0:
+                    hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
+                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng)
+                else:
+                    n_act = net.sizes[l + 1]
+                set_n_active(work, t, l, n_act)
+                forward_layer(net, work, l, t, in_idx, in_val, in_nnz, in_dense, n_act, l == out_l)
+            n_act = work.n_active[t, out_l]
+            z = work.act[out_l][t]
+            ids = work.act_ids[out_l][t]
+            dense = net.is_lsh[out_l] == 0
+            idx = out_idx[r]
+            val = out_val[r]
+            cnt = 0
+            for a in range(n_act):
+                v = z[a]
+                j = a if dense else ids[a]
+                if cnt < k:
+                    p = cnt
+                    cnt += 1
+                elif v > val[k - 1] or (v == val[k - 1] and j < idx[k - 1]):
+                    p = k - 1
+                else:
+                    continue
+                while p > 0 and (val[p - 1] < v or (val[p - 1] == v and idx[p - 1] > j)):
+                    val[p] = val[p - 1]
+                    idx[p] = idx[p - 1]
+                    p -= 1
+                val[p] = v
+                idx[p] = j
+
+
+def predict_lsh(model, X: sp.csr_matrix, k: int, n_threads: int):
+    n = X.shape[0]
+    out_idx = np.full((n, k), -1, np.int64)
+    out_val = np.full((n, k), -np.inf, np.float32)
+    if n == 0:
+        return out_idx, out_val
+    max_nnz = int(np.diff(X.indptr).max())
+    work = make_work(model.layer_specs_, model._lsh, n_threads, n_threads, 0, max_nnz)
+    _predict_lsh_kernel(model._net, model._lsh, work, X.indptr, X.indices, X.data, k, n_threads,
+                        out_idx, out_val)
+    return out_idx, out_val
+
+
+def predict_topk(model, X: sp.csr_matrix, k: int, mode: str, n_threads: int):
+    if mode == "lsh" and any(s.lsh for s in model.layer_specs_):
+        return predict_lsh(model, X, k, n_threads)
+    return predict_exact(model._net, X, k)
+
+
+def decision_function(model, X: sp.csr_matrix, labels=None) -> np.ndarray:
+    net = model._net
+    n_labels = model.n_labels_
+    n = X.shape[0]
+    if labels is None:
+        return output_logits(net, X)
+    lab = np.asarray(labels)
+    if not np.issubdtype(lab.dtype, np.integer) or lab.ndim not in (1, 2):
+        raise ParameterError(f"The 'labels' argument of decision_function must be an int array of shape "
+                             f"(m,) or (n_samples, m). Got dtype {lab.dtype}, shape {lab.shape} instead.")
+    if lab.size and (lab.min() < 0 or lab.max() >= n_labels):
+        raise ParameterError(f"The 'labels' argument of decision_function must hold ids in [0, {n_labels}). "
+                             f"Got ids from {lab.min()} to {lab.max()} instead.")
+    if lab.ndim == 2 and lab.shape[0] != n:
+        raise DataFormatError(f"labels has {lab.shape[0]} rows but X has {n}.")
+    n_layers = len(net.W)
+    if n_layers == 1:
+        Wt = net.W[0]  # (n_features, n_labels)
+        if lab.ndim == 1:
+            return np.asarray(X @ Wt[:, lab]) + net.b[0][lab]
+        out = np.empty(lab.shape, np.float32)
+        for i in range(n):
+            row = X[i]
+            out[i] = np.asarray(row @ Wt[:, lab[i]]).ravel() + net.b[0][lab[i]]
+        return out
+    H = hidden_activations(net, X, n_layers - 1)
+    Wo, bo = net.W[-1], net.b[-1]
+    if lab.ndim == 1:
+        return H @ Wo[lab].T + bo[lab]
+    return np.einsum("nh,nmh->nm", H, Wo[lab]) + bo[lab]

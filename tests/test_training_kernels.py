@@ -1,0 +1,231 @@
+"""The compiled training step against a plain NumPy reference.
+
+One batch goes through ``train_batch`` (forward, loss, backward) and ``apply_batch`` (gradient
+assembly and the optimiser step). The reference recomputes everything in float64 from the
+weights before the step, using the active sets the kernel recorded (for LSH layers) or every
+neuron (dense layers): forward values, loss, every gradient, and the Adam / SGD update of the
+touched rows. Untouched rows must not change at all.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from slide import SlideClassifier
+from slide.config import validate_params
+from slide.data_checks import check_X, check_Y
+from slide.kernels import train as K
+from slide.kernels.optim import ADAM, SGD
+from slide.network import init_weights
+
+
+def _problem(n=24, d=40, n_labels=30, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=0.2, random_state=seed, format="csr", dtype=np.float32)
+    X.data = rng.uniform(0.1, 1.0, X.nnz).astype(np.float32)
+    rows, cols = [], []
+    for i in range(n):
+        k = rng.integers(1, 4)
+        for j in rng.choice(n_labels, size=k, replace=False):
+            rows.append(i)
+            cols.append(j)
+    Y = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n_labels))
+    return check_X(X, normalize="l2"), check_Y(Y, n_rows=n)
+
+
+def _setup(X, Y, n_threads=1, **params):
+    clf = SlideClassifier(**{"random_state": 0, "n_jobs": n_threads, **params})
+    p = validate_params(clf.get_params())
+    specs = clf._resolve_specs(p, X.shape[1], Y.shape[1])
+    Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
+    rng = np.random.default_rng(1)
+    bs = [rng.normal(0, 0.1, b.shape).astype(np.float32) for b in bs]
+    clf._setup(p, specs, Ws, bs, 0, n_threads, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()))
+    clf.timings_ = {"rebuild": 0.0}
+    clf._rebuild_all(initial=True)
+    return clf, p
+
+
+def _run_batch(clf, p, X, Y, rows, n_threads=1):
+    losses = np.zeros(n_threads)
+    timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
+    K.train_batch(clf._net, clf._lsh, clf._work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows,
+                  np.uint64(7), 0, n_threads, losses, timers)
+    snapshot = {
+        "ids": [a.copy() for a in clf._work.act_ids],
+        "n_active": clf._work.n_active.copy(),
+        "act": [a.copy() for a in clf._work.act],
+        "delta": [a.copy() for a in clf._work.delta],
+    }
+    clf._step = 0
+    clf._optimizer_step(p, X, rows)
+    return losses.sum(), snapshot
+
+
+def _reference(W, b, specs, X, Y, rows, snap):
+    """Float64 forward/backward over the recorded active sets. Returns loss, per-layer active
+    outputs, deltas, and full weight/bias gradients."""
+    n_layers = len(W)
+    gW = [np.zeros(w.shape) for w in W]
+    gb = [np.zeros(v.shape) for v in b]
+    touched_rows = [set() for _ in W]
+    touched_bias = [set() for _ in W]
+    loss = 0.0
+    outs, deltas = [], []
+    for s, r in enumerate(rows):
+        x = X[r].toarray().ravel().astype(np.float64)
+        acts, actives = [x], []
+        for l in range(n_layers):
+            if specs[l].lsh:
+                A = snap["ids"][l][s][: snap["n_active"][s, l]].astype(int)
+            else:
+                A = np.arange(specs[l].n_out)
+            actives.append(A)
+            Wl = W[l].astype(np.float64)
+            z = (acts[-1] @ Wl if l == 0 else Wl @ acts[-1]) + b[l]
+            a = np.zeros(specs[l].n_out)
+            a[A] = z[A] if l == n_layers - 1 else np.maximum(z[A], 0)
+            acts.append(a)
+        A = actives[-1]
+        zA = acts[-1][A]
+        p = np.exp(zA - zA.max())
+        p /= p.sum()
+        labels = Y[r].indices
+        y = np.isin(A, labels) / len(labels)
+        loss -= np.sum(y * np.log(np.where(y > 0, p, 1.0)))
+        d = np.zeros(specs[-1].n_out)
+        d[A] = p - y
+        outs.append((A, p))
+        sample_deltas = [None] * n_layers
+        sample_deltas[-1] = d
+        for l in range(n_layers - 1, -1, -1):
+            dl = sample_deltas[l]
+            Al = actives[l]
+            Wl = W[l].astype(np.float64)
+            if l == 0:
+                gW[0] += np.outer(acts[0], dl)
+                touched_rows[0].update(X[r].indices.tolist())
+            else:
+                gW[l] += np.outer(dl, acts[l])
+                touched_rows[l].update(Al.tolist())
+                prev = Wl.T @ dl
+                prev = np.where(acts[l] > 0, prev, 0.0)
+                sample_deltas[l - 1] = prev
+            gb[l] += dl
+            touched_bias[l].update(Al.tolist())
+        deltas.append(sample_deltas)
+    return loss, outs, deltas, gW, gb, touched_rows, touched_bias
+
+
+def _adam(w, g, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    m = (1 - b1) * g
+    v = (1 - b2) * g * g
+    return w - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
+
+
+CASES = [
+    dict(hidden_layer_sizes=(16,), lsh_layers="none"),
+    dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=10, min_active=12, n_tables=4),
+    dict(hidden_layer_sizes=(16, 12), lsh_layers="none"),
+    dict(hidden_layer_sizes=(16, 12), lsh_layers="all", active_size=8, n_tables=6, hashes_per_table=3),
+    dict(hidden_layer_sizes=(16, 12), lsh_layers=(1,), active_size=6, n_tables=6, hash_family="dwta",
+         wta_bin_size=4),
+    dict(hidden_layer_sizes=(), lsh_layers="output", active_size=10, n_tables=5),
+]
+
+
+@pytest.mark.parametrize("params", CASES, ids=lambda c: f"{c['hidden_layer_sizes']}-{c['lsh_layers']}")
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_batch_matches_numpy_reference(params, optimizer):
+    X, Y = _problem()
+    clf, p = _setup(X, Y, optimizer=optimizer, learning_rate=0.01, batch_size=8, **params)
+    specs = clf.layer_specs_
+    W0 = [w.copy() for w in clf._net.W]
+    b0 = [v.copy() for v in clf._net.b]
+    rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
+    loss, snap = _run_batch(clf, p, X, Y, rows)
+    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap)
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    out_l = len(specs) - 1
+    for s, (A, prob) in enumerate(outs):
+        got = snap["act"][out_l][s][: len(A)] if specs[-1].lsh else snap["act"][out_l][s][A]
+        np.testing.assert_allclose(got, prob, rtol=1e-4, atol=1e-6)
+        # labels come first in an LSH output layer's active set
+        if specs[-1].lsh:
+            labs = Y[rows[s]].indices
+            assert set(A[: len(labs)].tolist()) == set(labs.tolist())
+    for l in range(len(specs)):
+        lr = 0.01
+        if optimizer == "adam":
+            exp_W = W0[l].astype(np.float64).copy()
+            rows_l = sorted(t_rows[l])
+            exp_W[rows_l] = _adam(exp_W[rows_l], gW[l][rows_l], lr=lr)
+            exp_b = b0[l].astype(np.float64).copy()
+            bl = sorted(t_bias[l])
+            exp_b[bl] = _adam(exp_b[bl], gb[l][bl], lr=lr)
+        else:
+            exp_W = W0[l] - lr * gW[l]
+            exp_b = b0[l] - lr * gb[l]
+        np.testing.assert_allclose(clf._net.W[l], exp_W, rtol=2e-4, atol=2e-6, err_msg=f"weights of layer {l}")
+        np.testing.assert_allclose(clf._net.b[l], exp_b, rtol=2e-4, atol=2e-6, err_msg=f"biases of layer {l}")
+        # rows nobody touched are bit-for-bit unchanged (lazy updates)
+        untouched = np.setdiff1d(np.arange(W0[l].shape[0]), sorted(t_rows[l]))
+        np.testing.assert_array_equal(clf._net.W[l][untouched], W0[l][untouched])
+        if optimizer == "adam":
+            m = clf._net.mW[l]
+            np.testing.assert_allclose(m[sorted(t_rows[l])], 0.1 * gW[l][sorted(t_rows[l])], rtol=2e-4, atol=1e-7)
+            assert not m[untouched].any()
+
+
+def test_gradients_with_every_neuron_active_match_finite_differences():
+    """With every neuron active, the assembled gradient equals a central finite difference of
+    the (float64) loss, for a few random weights of each layer."""
+    X, Y = _problem(n=6, d=12, n_labels=7)
+    clf, p = _setup(X, Y, optimizer="sgd", learning_rate=1.0, batch_size=6, hidden_layer_sizes=(5, 4),
+                    lsh_layers="none")
+    specs = clf.layer_specs_
+    W0 = [w.astype(np.float64) for w in clf._net.W]
+    b0 = [v.astype(np.float64) for v in clf._net.b]
+    rows = np.arange(6, dtype=np.int64)
+    _run_batch(clf, p, X, Y, rows)
+    grads = [W0[l] - clf._net.W[l] for l in range(len(W0))]  # SGD with lr 1: the gradient
+
+    def loss_of(Ws):
+        total = 0.0
+        for r in rows:
+            a = X[r].toarray().ravel().astype(np.float64)
+            for l, Wl in enumerate(Ws):
+                z = (a @ Wl if l == 0 else Wl @ a) + b0[l]
+                a = z if l == len(Ws) - 1 else np.maximum(z, 0)
+            lse = np.log(np.exp(a - a.max()).sum()) + a.max()
+            labels = Y[r].indices
+            total -= np.mean(a[labels] - lse)
+        return total
+
+    rng = np.random.default_rng(3)
+    for l in range(len(W0)):
+        for _ in range(5):
+            i, j = (rng.integers(0, n) for n in W0[l].shape)
+            if l == 0 and X[:, i].nnz == 0:
+                continue
+            eps = 1e-5
+            Wp = [w.copy() for w in W0]
+            Wm = [w.copy() for w in W0]
+            Wp[l][i, j] += eps
+            Wm[l][i, j] -= eps
+            fd = (loss_of(Wp) - loss_of(Wm)) / (2 * eps)
+            assert grads[l][i, j] == pytest.approx(fd, rel=2e-3, abs=2e-5), (l, i, j)
+
+
+def test_thread_count_does_not_change_the_result():
+    """Samples only read weights and each row is updated by one thread in sample order, so two
+    threads give bit-identical weights to one thread."""
+    X, Y = _problem(n=64, d=60, n_labels=50)
+    results = []
+    for n_threads in (1, 2):
+        clf = SlideClassifier(hidden_layer_sizes=(16,), lsh_layers="output", active_size=12, n_tables=6,
+                              epochs=2, batch_size=16, random_state=0, n_jobs=n_threads)
+        clf.fit(X, Y)
+        results.append([w.copy() for w in clf.coefs_])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
