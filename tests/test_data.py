@@ -278,6 +278,24 @@ def test_float32_text_roundtrip_and_shortest(bits):
     assert len(digits) <= shortest
 
 
+numbers = st.one_of(
+    st.floats(width=32, allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(min_value=-3e38, max_value=3e38).map(repr),
+    st.from_regex(r"[+-]?[0-9]{1,25}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,2})?", fullmatch=True),
+    st.from_regex(r"-?\.[0-9]{1,25}", fullmatch=True),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(numbers, min_size=1, max_size=30))
+def test_values_parse_like_python_float(tmp_path, texts):
+    ref = np.array([float(t) for t in texts])
+    assume(np.all(np.abs(ref) < 3.4e38))
+    line = " ".join(f"{j}:{t}" for j, t in enumerate(texts))
+    X, _ = load_xmc(write(tmp_path / "v.txt", f"1 {len(texts)} 1\n {line}\n"))
+    np.testing.assert_array_equal(X.data.view(np.int32), ref.astype(np.float32).view(np.int32))
+
+
 def test_atomic_save_keeps_old_file_on_error(tmp_path, monkeypatch):
     path = tmp_path / "keep.txt"
     path.write_text("old content")
@@ -501,8 +519,10 @@ def dataset(name, split):
     return path
 
 
-@pytest.mark.parametrize("name", SMALL_SETS)
-@pytest.mark.parametrize("split", ["test", pytest.param("train", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name, split", [(n, "test") for n in SMALL_SETS] + [
+    (n, "train") if n != "mediamill-discretized" else pytest.param(n, "train", marks=pytest.mark.slow)
+    for n in SMALL_SETS
+])
 def test_real_datasets_match_reference(name, split):
     path = dataset(name, split)
     X, Y = load_xmc(path)
@@ -554,7 +574,7 @@ def corrupt(raw, ops):
     return bytes(buf)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=edits, gz=st.booleans(), skip=st.booleans(), truncate=st.integers(0, 100))
 def test_corruption_loads_or_raises_dataformaterror(tmp_path, ops, gz, skip, truncate):
     raw = corrupt(_TINY_GZ if gz else _TINY, ops)

@@ -237,8 +237,9 @@ class _Parser:
                 self.pending = self.pending[n:]
                 self.filled += n
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise DataFormatError(f"the gzip data is truncated or corrupt ({exc}); the error came after line "
-                                  f"{int(self.st[K.S_LINE])}", path=self.path) from None
+            where = f"after line {int(self.st[K.S_LINE])}" if self.st[K.S_LINE] else "before the first line"
+            raise DataFormatError(f"the gzip data is truncated or corrupt ({exc}); the error came {where}",
+                                  path=self.path) from None
 
     def _consume(self, stop):
         """Drop ``buf[:stop]``, keeping the unparsed tail (a partial line) at the front."""
@@ -454,12 +455,8 @@ class _Parser:
         if self.expected >= 0 and st[K.S_POINTS] != self.expected:
             kept = int(st[K.S_POINTS]) - self.skipped
             found = f"{kept} points" + (f" and {self.skipped} skipped bad lines" if self.skipped else "")
-            raise DataFormatError(
-                f"expected {self.expected} points (the header on line 1 says so), found {found} "
-                "before the end of the file",
-                path=self.path,
-                line=int(st[K.S_LINE]) + 1,
-            )
+            raise DataFormatError(f"expected {self.expected} points (the header on line 1 says so), found {found} "
+                                  "before the end of the file", path=self.path, line=int(st[K.S_LINE]) + 1)
 
     def _set_limits(self):
         """Bounds on raw ids for the kernel, and how to describe them in messages."""
@@ -491,11 +488,8 @@ class _Parser:
     def warn_skipped(self, stacklevel):
         if self.skipped:
             line, reason = self.first_bad
-            warnings.warn(
-                f"{self.path}: skipped {self.skipped} bad line(s); the first was line {line}: {reason}",
-                UserWarning,
-                stacklevel=stacklevel + 1,
-            )
+            warnings.warn(f"{self.path}: skipped {self.skipped} bad line(s); the first was line {line}: {reason}",
+                          UserWarning, stacklevel=stacklevel + 1)
 
 
 def _find_id_tokens(line: bytes, mode, is_label, value):
@@ -712,17 +706,12 @@ def _check_xy(X, Y):
         raise ParameterError(f"X and Y must have the same number of rows, got {X.shape[0]} and {Y.shape[0]}")
     with np.errstate(over="ignore", invalid="ignore"):
         data = X.data.astype(np.float32, copy=False)  # the formats hold float32
-    bad = ~np.isfinite(data)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        row = int(np.searchsorted(X.indptr, k, side="right") - 1)
-        raise DataFormatError(
-            f"X must hold finite float32 values, found {X.data[k]!r} at row {row}, column {int(X.indices[k])}"
-        )
-    if Y.nnz and not np.all((Y.data == 0) | (Y.data == 1)):
-        k = int(np.flatnonzero((Y.data != 0) & (Y.data != 1))[0])
-        row = int(np.searchsorted(Y.indptr, k, side="right") - 1)
-        raise DataFormatError(f"Y must be binary (0/1), found {Y.data[k]!r} at row {row}, column {int(Y.indices[k])}")
+    for M, bad, what in ((X, ~np.isfinite(data), "X must hold finite float32 values"),
+                         (Y, (Y.data != 0) & (Y.data != 1), "Y must be binary (0/1)")):
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            row = int(np.searchsorted(M.indptr, k, side="right") - 1)
+            raise DataFormatError(f"{what}, found {M.data[k]!r} at row {row}, column {int(M.indices[k])}")
     if Y.nnz and not Y.data.all():
         Y = Y.copy()
         Y.eliminate_zeros()  # a stored 0 is not a label

@@ -134,43 +134,47 @@ def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def grad_row_output_major(g, n_in, work, l, ent_s, ent_k, e0, e1, in_dense):
-    """Gradient of neuron row W(j, :) of layer ``l`` >= 1 into g[:n_in]: the sum over the batch
-    entries (sample s, active position a) of delta[s, a] * input_s. Returns the bias gradient."""
+def grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, ent_s, ent_k, e0, e1, in_dense):
+    """Gradient of neuron row W(j, :) of a layer >= 1 into g[:n_in]: the sum over the batch
+    entries (sample s, active position a) of delta[s, a] * input_s, where input_s is
+    x_act[s, :n_in] (dense) or x_act[s, :x_n[s]] at ids x_ids[s] (sparse). Returns the bias
+    gradient. (Per-layer arrays are passed in, not looked up per entry: typed-list lookups are
+    slow in a hot loop.)"""
     for i in range(n_in):
         g[i] = 0.0
     gb = np.float32(0.0)
     for e in range(e0, e1):
         s = ent_s[e]
-        d = work.delta[l][s][ent_k[e]]
+        d = delta[s, ent_k[e]]
         gb += d
         if d == 0:
             continue
-        x = work.act[l - 1][s]
+        x = x_act[s]
         if in_dense:
             for i in range(n_in):
                 g[i] += d * x[i]
         else:
-            xi = work.act_ids[l - 1][s]
-            for k in range(work.n_active[s, l - 1]):
+            xi = x_ids[s]
+            for k in range(x_n[s]):
                 g[xi[k]] += d * x[k]
     return gb
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def grad_row_input_major(g, n_out, work, ent_s, ent_k, e0, e1, x_data, x_pos, dense_out):
+def grad_row_input_major(g, n_out, delta0, ids0, n0, ent_s, ent_k, e0, e1, x_data, x_pos, dense_out):
     """Gradient of input-feature row W(f, :) of layer 0 into g[:n_out]: the sum over the batch
-    entries (sample s, non-zero k of its input) of x_sk * delta_s."""
+    entries (sample s, non-zero k of its input) of x_sk * delta0_s (dense, or sparse over the
+    active ids ids0[s, :n0[s]])."""
     for j in range(n_out):
         g[j] = 0.0
     for e in range(e0, e1):
         s = ent_s[e]
         v = x_data[x_pos[s] + ent_k[e]]
-        d = work.delta[0][s]
+        d = delta0[s]
         if dense_out:
             for j in range(n_out):
                 g[j] += v * d[j]
         else:
-            ids = work.act_ids[0][s]
-            for a in range(work.n_active[s, 0]):
+            ids = ids0[s]
+            for a in range(n0[s]):
                 g[ids[a]] += v * d[a]

@@ -46,33 +46,32 @@ def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2):
 
 
 @njit(cache=True, inline="always")
-def _touch(grad, l, j, n_rows):
+def _touch(cnt, touched, j, n_rows):
     """Count one entry for row j; returns the updated number of distinct touched rows."""
-    cnt = grad.count[l]
     if cnt[j] == 0:
-        grad.rows[l][n_rows] = j
+        touched[n_rows] = j
         n_rows += 1
     cnt[j] += 1
     return n_rows
 
 
 @njit(cache=True, inline="always")
-def _starts(grad, l, n_rows):
+def _starts(cnt, start, touched, n_rows):
     """Row j's entries will occupy ent_*[start[j] : start[j] + count[j]]."""
     pos = 0
     for r in range(n_rows):
-        j = grad.rows[l][r]
-        grad.start[l][j] = pos
-        pos += grad.count[l][j]
+        j = touched[r]
+        start[j] = pos
+        pos += cnt[j]
 
 
 @njit(cache=True, inline="always")
-def _place(grad, l, j, s, k):
+def _place(start, es, ek, j, s, k):
     """Store entry (s, k) of row j; start[j] advances, ending at the end of j's range."""
-    p = grad.start[l][j]
-    grad.ent_s[l][p] = s
-    grad.ent_k[l][p] = k
-    grad.start[l][j] = p + 1
+    p = start[j]
+    es[p] = s
+    ek[p] = k
+    start[j] = p + 1
 
 
 @njit(cache=True)
@@ -80,16 +79,20 @@ def group_output_major(work, grad, l, n_batch):
     """Counting sort of LSH layer l's (sample, active position) entries by neuron. Afterwards
     grad.rows[l] lists the touched neurons in first-seen order and neuron j's entries are
     ent_*[start[j] - count[j] : start[j]]. Returns the number of touched neurons."""
+    cnt, start, touched = grad.count[l], grad.start[l], grad.rows[l]
+    es, ek = grad.ent_s[l], grad.ent_k[l]
+    ids_l = work.act_ids[l]
+    n_l = work.n_active[:, l]
     n_rows = 0
     for s in range(n_batch):
-        ids = work.act_ids[l][s]
-        for a in range(work.n_active[s, l]):
-            n_rows = _touch(grad, l, ids[a], n_rows)
-    _starts(grad, l, n_rows)
+        ids = ids_l[s]
+        for a in range(n_l[s]):
+            n_rows = _touch(cnt, touched, ids[a], n_rows)
+    _starts(cnt, start, touched, n_rows)
     for s in range(n_batch):
-        ids = work.act_ids[l][s]
-        for a in range(work.n_active[s, l]):
-            _place(grad, l, ids[a], s, a)
+        ids = ids_l[s]
+        for a in range(n_l[s]):
+            _place(start, es, ek, ids[a], s, a)
     return n_rows
 
 
@@ -97,15 +100,17 @@ def group_output_major(work, grad, l, n_batch):
 def group_input_major(grad, X_indptr, X_indices, rows, n_batch):
     """Counting sort of layer 0's (sample, input non-zero) entries by input feature (as
     :func:`group_output_major`). Returns the number of touched features."""
+    cnt, start, touched = grad.count[0], grad.start[0], grad.rows[0]
+    es, ek = grad.ent_s[0], grad.ent_k[0]
     n_rows = 0
     for s in range(n_batch):
         for p in range(X_indptr[rows[s]], X_indptr[rows[s] + 1]):
-            n_rows = _touch(grad, 0, X_indices[p], n_rows)
-    _starts(grad, 0, n_rows)
+            n_rows = _touch(cnt, touched, X_indices[p], n_rows)
+    _starts(cnt, start, touched, n_rows)
     for s in range(n_batch):
         p0 = X_indptr[rows[s]]
         for p in range(p0, X_indptr[rows[s] + 1]):
-            _place(grad, 0, X_indices[p], s, p - p0)
+            _place(start, es, ek, X_indices[p], s, p - p0)
     return n_rows
 
 
@@ -128,33 +133,38 @@ def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr,
     rows = grad.rows[l]
     es = grad.ent_s[l]
     ek = grad.ent_k[l]
-    total = n_out if dense_out else n_rows
+    delta = work.delta[l]
+    x_act = work.act[l - 1]
+    x_ids = work.act_ids[l - 1]
+    x_n = work.n_active[:, l - 1]
     for t in prange(n_threads):
         g = grad.g[l][t]
-        for r in range(t, total, n_threads):
+        # each thread owns a contiguous block of rows, visited in index order so the row
+        # streams of W, mW and vW are sequential for the hardware prefetcher
+        for j in range(t * n_out // n_threads, (t + 1) * n_out // n_threads):
             if dense_out:
-                j = r
                 for i in range(n_in):
                     g[i] = 0.0
                 gbias = np.float32(0.0)
                 for s in range(n_batch):
-                    d = work.delta[l][s][j]
+                    d = delta[s, j]
                     gbias += d
                     if d == 0:
                         continue
-                    x = work.act[l - 1][s]
+                    x = x_act[s]
                     if in_dense:
                         for i in range(n_in):
                             g[i] += d * x[i]
                     else:
-                        xi = work.act_ids[l - 1][s]
-                        for k in range(work.n_active[s, l - 1]):
+                        xi = x_ids[s]
+                        for k in range(x_n[s]):
                             g[xi[k]] += d * x[k]
             else:
-                j = rows[r]
+                if cnt[j] == 0:
+                    continue
                 e1 = start[j]
                 e0 = e1 - cnt[j]
-                gbias = grad_row_output_major(g, n_in, work, l, es, ek, e0, e1, in_dense)
+                gbias = grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, es, ek, e0, e1, in_dense)
                 cnt[j] = 0
             if adam:
                 step_row(W[j], g, mW[j], vW[j], n_in, opt, lr, beta1, beta2, eps, bc1, bc2)
@@ -182,13 +192,18 @@ def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_
     x_pos = np.empty(n_batch, np.int64)
     for s in range(n_batch):
         x_pos[s] = X_indptr[rows_batch[s]]
+    delta0 = work.delta[0]
+    ids0 = work.act_ids[0]
+    n0 = work.n_active[:, 0]
+    n_features = W.shape[0]
     for t in prange(n_threads):
         g = grad.g[0][t]
-        for r in range(t, n_rows, n_threads):
-            f = rows[r]
+        for f in range(t * n_features // n_threads, (t + 1) * n_features // n_threads):
+            if cnt[f] == 0:
+                continue
             e1 = start[f]
             e0 = e1 - cnt[f]
-            grad_row_input_major(g, n_out, work, es, ek, e0, e1, X_data, x_pos, dense_out)
+            grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, X_data, x_pos, dense_out)
             cnt[f] = 0
             if adam:
                 step_row(W[f], g, mW[f], vW[f], n_out, opt, lr, beta1, beta2, eps, bc1, bc2)
@@ -198,14 +213,14 @@ def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_
     gb = grad.gb[0]
     mark = grad.bias_mark[0]
     for s in range(n_batch):
-        d = work.delta[0][s]
+        d = delta0[s]
         if dense_out:
             for j in range(n_out):
                 gb[j] += d[j]
                 mark[j] = 1
         else:
-            ids = work.act_ids[0][s]
-            for a in range(work.n_active[s, 0]):
+            ids = ids0[s]
+            for a in range(n0[s]):
                 gb[ids[a]] += d[a]
                 mark[ids[a]] = 1
     for j in range(n_out):
