@@ -38,6 +38,8 @@ PARAMS: tuple[Param, ...] = (
     _p("lsh_layers", "auto", "layers",
        "which layers select active neurons by LSH: 'auto' (the output layer when it has >= 4096 "
        "neurons), 'output', 'all', 'none', or layer numbers (0 = first hidden layer)", group="network"),
+    _p("dropout", 0.0, "float", "training dropout rate of the hidden layers' outputs", low=0,
+       high=0.95, group="network"),
     _p("init_scale", 1.0, "float", "multiplier of the uniform initialisation bound", low=0,
        low_open=True, high=1e3, group="network"),
     _p("normalize", "l2", "choice", "scale each input row: 'l2' (unit norm) or 'none'",
@@ -64,8 +66,15 @@ PARAMS: tuple[Param, ...] = (
        low_open=True, group="lsh"),
     _p("threshold", 2, "int", "selection='threshold': minimum number of tables returning an id",
        low=1, high=4096, group="lsh"),
-    _p("min_active", 0, "size_auto",
-       "pad active sets with random neurons up to this size (count, or fraction if < 1)", low=0,
+    _p("min_active", "auto", "size_auto",
+       "pad active sets with distinct random neurons up to this size (count, or fraction of the "
+       "layer if < 1); 'auto': 1.2 * active_size at the output layer, no padding elsewhere",
+       low=0, group="lsh"),
+    _p("sample_correction", False, "bool",
+       "output layer: weight the random padding (min_active) as the uniform sample of the "
+       "remaining labels it is (sampled softmax's log-Q correction)", group="lsh"),
+    _p("center", True, "bool", "hash neurons' [w, b] minus their mean: the logit ranking is "
+       "unchanged, but neurons no longer share one direction and crowd into a few buckets",
        group="lsh"),
     _p("mips", False, "bool", "hash with the asymmetric MIPS transform (norm-scaled, one more "
        "coordinate) instead of the angle between [w, b] and [x, 1]", group="lsh"),
@@ -74,16 +83,18 @@ PARAMS: tuple[Param, ...] = (
        low_open=True, high=1.0, group="lsh"),
     _p("doph_top", 32, "int", "DOPH: a dense vector's set is its doph_top largest coordinates",
        low=1, high=1 << 20, group="lsh"),
-    _p("rebuild_first", 50, "int", "batches before the first hash-table rebuild", low=1,
+    _p("rebuild_first", 10, "int", "batches before the first hash-table rebuild", low=1,
        high=1 << 40, group="lsh"),
     _p("rebuild_growth", 0.1, "float", "rebuild intervals grow as rebuild_first * exp(growth * i)",
        low=0, high=10, group="lsh"),
-    _p("rebuild_max_interval", 1000, "int", "longest interval between rebuilds, in batches", low=1,
+    _p("rebuild_max_interval", 250, "int", "longest interval between rebuilds, in batches", low=1,
        high=1 << 40, group="lsh"),
     # --- training
     _p("epochs", 10, "int", "passes over the training data", low=1, high=1 << 20),
     _p("batch_size", 128, "int", "samples per optimiser step", low=1, high=1 << 20),
     _p("learning_rate", 1e-3, "float", "step size", low=0, low_open=True, high=10),
+    _p("lr_schedule", "constant", "choice", "'constant', or 'linear' decay to 0 over all epochs",
+       choices=("constant", "linear")),
     _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
        choices=("adam", "sgd")),
     _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=1),
@@ -144,11 +155,11 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
             return value
         return _check_number(owner, p, value, "int")
     if k == "size_auto":
-        if value == "auto" and p.name != "min_active":
+        if value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
             _fail(owner, p, "'auto', a positive int (neurons) or a float in (0, 1) (fraction)"
-                  if p.name != "min_active" else "an int >= 0 (neurons) or a float in [0, 1) (fraction)", value)
+                  if p.name != "min_active" else "'auto', an int >= 0 (neurons) or a float in [0, 1) (fraction)", value)
         if value < 0 or (p.low_open and value == 0) or (value >= 1 and not float(value).is_integer()):
             _fail(owner, p, "a positive int (neurons) or a float in (0, 1) (fraction)", value)
         return int(value) if value >= 1 or value == 0 else float(value)

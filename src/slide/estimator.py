@@ -80,16 +80,18 @@ class SlideClassifier:
         over threads; optimizer and rebuild wall time).
     """
 
-    def __init__(self, *, hidden_layer_sizes=(128,), lsh_layers="auto", init_scale=1.0,
+    def __init__(self, *, hidden_layer_sizes=(128,), lsh_layers="auto", dropout=0.0, init_scale=1.0,
                  normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
-                 active_size="auto", threshold=2, min_active=0, mips=False, wta_bin_size=8,
-                 simhash_density=1.0, doph_top=32, rebuild_first=50, rebuild_growth=0.1,
-                 rebuild_max_interval=1000, epochs=10, batch_size=128, learning_rate=1e-3,
-                 optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
+                 active_size="auto", threshold=2, min_active="auto", sample_correction=False, center=True,
+                 mips=False, wta_bin_size=8,
+                 simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
+                 rebuild_max_interval=250, epochs=10, batch_size=128, learning_rate=1e-3,
+                 lr_schedule="constant", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lsh_layers = lsh_layers
+        self.dropout = dropout
         self.init_scale = init_scale
         self.normalize = normalize
         self.hash_family = hash_family
@@ -102,6 +104,8 @@ class SlideClassifier:
         self.active_size = active_size
         self.threshold = threshold
         self.min_active = min_active
+        self.sample_correction = sample_correction
+        self.center = center
         self.mips = mips
         self.wta_bin_size = wta_bin_size
         self.simhash_density = simhash_density
@@ -112,6 +116,7 @@ class SlideClassifier:
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.beta1 = beta1
         self.beta2 = beta2
@@ -161,7 +166,7 @@ class SlideClassifier:
             if l not in lsh:
                 specs.append(LayerSpec(n_in=n_in, n_out=n_out, lsh=False))
                 continue
-            specs.append(self._lsh_spec(p, n_in, n_out))
+            specs.append(self._lsh_spec(p, n_in, n_out, is_output=(l == n_layers - 1)))
         return specs
 
     @staticmethod
@@ -172,15 +177,17 @@ class SlideClassifier:
             return max(1, min(n_out, int(round(value * n_out)))) if value > 0 else 0
         return min(n_out, int(value))
 
-    def _lsh_spec(self, p: dict, n_in: int, n_out: int) -> LayerSpec:
+    def _lsh_spec(self, p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
         family = p["hash_family"]
         cb = code_bits_of(family, p["wta_bin_size"])
+        # active sets of ~2% at 50k neurons, shrinking as a fraction as layers grow (~0.5% at 670k)
         active = self._count(p["active_size"], n_out, int(round(4.5 * math.sqrt(n_out))))
-        min_active = self._count(p["min_active"], n_out, 0)
-        # buckets: about 4 * active candidates per sample over all tables (see benchmarks)
+        min_active = self._count(p["min_active"], n_out, int(round(1.2 * active)) if is_output else 0)
+        # tables: the query's buckets together hold ~8x the budget (bucket load N / 2**bits
+        # times L tables), so counting how many tables return a neuron has room to rank them
         L = 32 if p["n_tables"] == "auto" else p["n_tables"]
+        want_bits = max(1, round(math.log2(max(2.0, n_out * L / (8.0 * active)))))
         if p["hashes_per_table"] == "auto":
-            want_bits = max(1, round(math.log2(max(2.0, n_out * L / (4.0 * active)))))
             K = max(1, min(64 // cb, math.ceil(want_bits / cb)))
         else:
             K = p["hashes_per_table"]
@@ -189,12 +196,13 @@ class SlideClassifier:
                 f"The 'hashes_per_table' parameter of SlideClassifier must be at most {64 // cb} for "
                 f"hash_family={family!r} (keys hold K * {cb} bits <= 64). Got {K} instead.")
         if p["bucket_bits"] == "auto":
-            bits = min(K * cb, max(1, round(math.log2(max(2.0, n_out * L / (4.0 * active))))), 22)
+            bits = min(K * cb, want_bits, 22)
         else:
             bits = min(p["bucket_bits"], K * cb)
         if p["bucket_size"] == "auto":
+            # room for ~1.25x the mean load; fuller buckets keep a uniform sample (reservoir)
             load = n_out / float(1 << bits)
-            bsize = int(min(1 << 14, max(8, 2 ** math.ceil(math.log2(4 * load + 1)))))
+            bsize = int(min(1 << 14, max(16, 2 ** math.ceil(math.log2(1.25 * load + 1)))))
         else:
             bsize = p["bucket_size"]
         if p["hash_family"] == "wta" or p["hash_family"] == "dwta":
@@ -207,7 +215,8 @@ class SlideClassifier:
             n_in=n_in, n_out=n_out, lsh=True, family=family, K=int(K), L=int(L),
             bucket_bits=int(bits), bucket_size=int(bsize), insertion=p["insertion"],
             selection=p["selection"], active_size=int(active), threshold=int(p["threshold"]),
-            min_active=int(min_active), mips=bool(p["mips"]), bin_size=int(p["wta_bin_size"]),
+            min_active=int(min_active), sample_correction=bool(p["sample_correction"]),
+            center=bool(p["center"]), mips=bool(p["mips"]), bin_size=int(p["wta_bin_size"]),
             density=float(p["simhash_density"]), doph_top=int(p["doph_top"]),
         )
 
@@ -258,16 +267,19 @@ class SlideClassifier:
         self.timings_ = {k: 0.0 for k in ("hashing", "selection", "forward", "backward", "optimizer", "rebuild")}
         bs_ = p["batch_size"]
         n_batches = math.ceil(trainable.size / bs_)
+        self._total_steps = n_batches * p["epochs"]
         rate = cycles_per_second()
         timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
         losses = np.zeros(n_threads, np.float64)
         t_start = time.perf_counter()
         samples_seen = 0
+        out_lsh = specs[-1].lsh
         with thread_limits(n_threads):
             self._rebuild_all(initial=True)
             for epoch in range(p["epochs"]):
                 order = trainable[rng.permutation(trainable.size)]
                 losses[:] = 0.0
+                active_sum = 0
                 t_epoch = time.perf_counter()
                 bar = self._progress(n_batches, epoch, p)
                 for bi in range(n_batches):
@@ -279,6 +291,8 @@ class SlideClassifier:
                     self._optimizer_step(p, X, rows)
                     self.timings_["optimizer"] += time.perf_counter() - t0
                     samples_seen += rows.size
+                    if out_lsh:
+                        active_sum += int(self._work.n_active[: rows.size, -1].sum())
                     if self._schedule is not None and self._schedule.due(self._step):
                         self._rebuild_all()
                         self._schedule.advance()
@@ -298,6 +312,8 @@ class SlideClassifier:
                 rec = {"epoch": epoch + 1, "loss": mean_loss, "epoch_seconds": ep_time,
                        "train_seconds": time.perf_counter() - t_start, "samples_seen": samples_seen,
                        "samples_per_second": trainable.size / ep_time}
+                if out_lsh:
+                    rec["active_mean"] = active_sum / trainable.size
                 if eval_set is not None:
                     t0 = time.perf_counter()
                     top = self._predict_checked(Xv, eval_k, p["predict_mode"], n_threads)
@@ -327,9 +343,9 @@ class SlideClassifier:
         self._max_nnz = max_nnz
         self.layer_specs_ = specs
         self._seed = seed
-        self._net = make_net(specs, Ws, bs, p["optimizer"])
-        self._lsh = make_lsh(specs, seed)
-        self._work = make_work(specs, self._lsh, n_threads, p["batch_size"], max_labels, max_nnz)
+        self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"])
+        self._lsh, self._hps = make_lsh(specs, seed)
+        self._work = make_work(specs, self._hps, n_threads, p["batch_size"], max_labels, max_nnz)
         self._grad = make_grad(specs, n_threads, p["batch_size"], max_labels, max_nnz)
         self._n_threads = n_threads
         self._step = 0
@@ -347,6 +363,8 @@ class SlideClassifier:
     def _optimizer_step(self, p, X, rows):
         self._step += 1
         lr = p["learning_rate"]
+        if p["lr_schedule"] == "linear":
+            lr *= max(0.0, 1.0 - (self._step - 1) / self._total_steps)
         if p["optimizer"] == "adam":
             b1, b2, eps = p["beta1"], p["beta2"], p["adam_epsilon"]
             opt, bc1, bc2 = ADAM, 1.0 - b1 ** self._step, 1.0 - b2 ** self._step
@@ -360,8 +378,8 @@ class SlideClassifier:
         for l, s in enumerate(self.layer_specs_):
             if not s.lsh:
                 continue
-            rebuild_tables(self._lsh.hp[l], self._lsh.buckets[l], self._lsh.fill[l], self._net.W[l],
-                           self._net.b[l], input_major=(l == 0), mips=s.mips,
+            rebuild_tables(self._hps[l], self._lsh.buckets[l], self._lsh.fill[l], self._net.W[l],
+                           self._net.b[l], input_major=(l == 0), mips=s.mips, center=s.center,
                            insertion=INSERTIONS[s.insertion], seed=self._seed,
                            epoch=self._n_rebuilds, n_threads=self._n_threads)
         self._n_rebuilds += 1
@@ -390,6 +408,7 @@ class SlideClassifier:
             "n_labels": self.n_labels_,
             "seed": self._seed,
             "step": self._step,
+            "total_steps": getattr(self, "_total_steps", self._step),
             "n_rebuilds": self._n_rebuilds,
             "schedule": self._schedule.state() if self._schedule is not None else None,
             "max_labels": self._max_labels,
@@ -427,6 +446,7 @@ class SlideClassifier:
                     lsh.buckets[l][...] = arrays[f"buckets{l}"]
                     lsh.fill[l][...] = arrays[f"fill{l}"]
             clf._step = int(meta["step"])
+            clf._total_steps = int(meta.get("total_steps", clf._step))
             clf._n_rebuilds = int(meta["n_rebuilds"])
             if clf._schedule is not None and meta["schedule"] is not None:
                 clf._schedule.set_state(meta["schedule"])
@@ -470,6 +490,19 @@ class SlideClassifier:
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
             return _predict.predict_topk(self, X, int(k), mode, n_threads)
+
+    def retrieval_recall(self, X, k=10) -> dict:
+        """Quality of the output layer's LSH retrieval on X: the fraction of each row's true
+        top-``k`` logits that its active set (as used by ``predict(mode='lsh')``) contains, the
+        mean active-set size, and the mean share of the full softmax mass it holds. The number
+        that tells whether K, L and the bucket size are right."""
+        self._check_fitted()
+        if not self.layer_specs_[-1].lsh:
+            raise ParameterError("retrieval_recall needs an LSH output layer (lsh_layers includes the output).")
+        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self._p["normalize"])
+        n_threads = resolve_n_jobs(self.n_jobs)
+        with thread_limits(n_threads):
+            return _predict.retrieval_recall(self, X, int(k), n_threads)
 
     def decision_function(self, X, labels=None):
         """Logits. ``labels=None``: all labels, (n, n_labels) dense (mind the size); an (m,)

@@ -73,8 +73,11 @@ def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int,
             Rt.sort_indices()
             sp_t_indptr, sp_t_codes, sp_t_signs = Rt.indptr.astype(i32), Rt.indices.astype(i32), Rt.data
     elif fam in (WTA, DWTA):
-        n_perm = math.ceil(n_codes * bin_size / dim)
-        perm = np.concatenate([rng.permutation(dim) for _ in range(n_perm)])
+        # each permutation is cut into dim // bin_size whole bins (the rest is dropped), so the
+        # coordinates of one bin are always distinct
+        per_perm = dim // bin_size
+        n_perm = math.ceil(n_codes / per_perm)
+        perm = np.concatenate([rng.permutation(dim)[: per_perm * bin_size] for _ in range(n_perm)])
         bins = perm[: n_codes * bin_size].reshape(n_codes, bin_size).astype(i32)
         flat = bins.ravel()
         order = np.argsort(flat, kind="stable")
@@ -95,14 +98,22 @@ def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int,
 
 
 def neuron_rows(W: np.ndarray, b: np.ndarray, ids: np.ndarray, *, input_major: bool, mips: bool,
-                max_norm: float) -> np.ndarray:
-    """The hashed vectors of neurons ``ids``: [w, b] (the query side is [x, 1]), or with ``mips``
-    [w/M, b/M, sqrt(1 - |(w, b)/M|^2)] (M = max_norm over all neurons; query [x, 1, 0])."""
+                max_norm: float, center: np.ndarray | None = None) -> np.ndarray:
+    """The hashed vectors of neurons ``ids``: u = [w, b] - c (the query side is [x, 1]), or with
+    ``mips`` [u/M, sqrt(1 - |u/M|^2)] (M = max_norm of u over all neurons; query [x, 1, 0]).
+
+    ``c`` (``center``, default 0) is a vector common to all neurons: subtracting it changes every
+    logit of a query by the same amount (c . [x, 1]), so the ranking of neurons by logit is
+    unchanged, while the hashed vectors lose the direction they all share. After a few epochs
+    of softmax training every output neuron has been pushed the same way (away from the average
+    hidden vector), and without centering most neurons fall into a handful of buckets."""
     w = W[:, ids].T if input_major else W[ids]
     n, d = w.shape
     out = np.empty((n, d + 2 if mips else d + 1), np.float32)
     out[:, :d] = w
     out[:, d] = b[ids]
+    if center is not None:
+        out[:, : d + 1] -= center
     if not mips:
         return out
     out[:, : d + 1] /= max_norm
@@ -111,25 +122,40 @@ def neuron_rows(W: np.ndarray, b: np.ndarray, ids: np.ndarray, *, input_major: b
     return out
 
 
-def max_neuron_norm(W: np.ndarray, b: np.ndarray, input_major: bool) -> float:
-    """max_j |(w_j, b_j)|, the MIPS scale (1.0 for an all-zero layer)."""
-    sq = (np.einsum("ij,ij->j", W, W) if input_major else np.einsum("ij,ij->i", W, W)) + b * b
+def mean_neuron(W: np.ndarray, b: np.ndarray, input_major: bool) -> np.ndarray:
+    """Mean of the neurons' [w, b] vectors (float32, length n_in + 1)."""
+    w_mean = W.mean(axis=1, dtype=np.float64) if input_major else W.mean(axis=0, dtype=np.float64)
+    return np.append(w_mean, b.mean(dtype=np.float64)).astype(np.float32)
+
+
+def max_neuron_norm(W: np.ndarray, b: np.ndarray, input_major: bool, center: np.ndarray | None = None) -> float:
+    """max_j |(w_j, b_j) - center|, the MIPS scale (1.0 for an all-zero layer)."""
+    if center is None:
+        sq = (np.einsum("ij,ij->j", W, W) if input_major else np.einsum("ij,ij->i", W, W)) + b * b
+    else:
+        sq = np.empty(b.shape[0], np.float64)
+        for s in range(0, b.shape[0], 65536):  # chunks: a centred copy of all rows may be large
+            ids = np.arange(s, min(b.shape[0], s + 65536))
+            u = neuron_rows(W, b, ids, input_major=input_major, mips=False, max_norm=1.0, center=center)
+            sq[ids] = np.einsum("ij,ij->i", u, u)
     m = float(np.sqrt(sq.max())) if sq.size else 0.0
     return m if m > 0 else 1.0
 
 
 def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.ndarray,
-                   b: np.ndarray, *, input_major: bool, mips: bool, insertion: int, seed: int,
-                   epoch: int, n_threads: int, chunk: int = 16384) -> None:
-    """Empty the tables and insert every neuron, in a random order, from its current weights."""
+                   b: np.ndarray, *, input_major: bool, mips: bool, center: bool, insertion: int,
+                   seed: int, epoch: int, n_threads: int, chunk: int = 16384) -> None:
+    """Empty the tables and insert every neuron, in a random order, from its current weights
+    (centred on the mean neuron when ``center``, see :func:`neuron_rows`)."""
     n_neurons = b.shape[0]
     fill[:] = 0
     order = np.random.default_rng([seed, epoch]).permutation(n_neurons).astype(np.int32)
-    max_norm = max_neuron_norm(W, b, input_major) if mips else 1.0
-    for s in range(0, n_neurons, chunk):
+    c = mean_neuron(W, b, input_major) if center else None
+    max_norm = max_neuron_norm(W, b, input_major, c) if mips else 1.0
+    for chunk_no, s in enumerate(range(0, n_neurons, chunk)):
         # neurons go in in a shuffled order so FIFO overflow drops a random subset
         ids = order[s:s + chunk]
-        rows = neuron_rows(W, b, ids, input_major=input_major, mips=mips, max_norm=max_norm)
+        rows = neuron_rows(W, b, ids, input_major=input_major, mips=mips, max_norm=max_norm, center=c)
         keys = np.empty((len(ids), hp.L), np.int64)
         if hp.family == SIMHASH:
             if hp.proj.shape[0] > 0:
@@ -140,7 +166,8 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
             simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), keys, n_threads)
         else:
             hash_rows_keys(hp, np.ascontiguousarray(rows), keys, n_threads)
-        insert_keys(buckets, fill, keys, ids, insertion, seed, epoch)
+        # each chunk draws its reservoir decisions from its own streams
+        insert_keys(buckets, fill, keys, ids, insertion, seed, epoch * 1_000_003 + chunk_no)
 
 
 class RebuildSchedule:

@@ -42,7 +42,9 @@ class LayerSpec:
     active_size: int = 0
     threshold: int = 1
     min_active: int = 0
-    mips: bool = True
+    center: bool = True
+    sample_correction: bool = True
+    mips: bool = False
     bin_size: int = 8
     density: float = 1.0
     doph_top: int = 32
@@ -70,7 +72,8 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
     return Ws, bs
 
 
-def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str) -> Net:
+def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0) -> Net:
+    """Weights and optimiser state; ``dropout`` applies to every hidden layer's output."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
     adam = optimizer == "adam"
     z2 = lambda W: np.zeros_like(W) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
@@ -78,6 +81,7 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str) -> Net:
     return Net(
         sizes=sizes,
         is_lsh=np.array([int(s.lsh) for s in specs], np.int64),
+        dropout=np.array([dropout] * (len(specs) - 1) + [0.0], np.float32),
         W=_tl(Ws),
         b=_tl(bs),
         mW=_tl(z2(W) for W in Ws),
@@ -113,7 +117,10 @@ def _dummy_hp() -> HashParams:
     return make_hash_params("simhash", 1, 1, 1, bucket_bits=1, seed=0)
 
 
-def make_lsh(specs: list[LayerSpec], seed: int) -> LSH:
+def make_lsh(specs: list[LayerSpec], seed: int) -> tuple[LSH, list[HashParams]]:
+    """Hash functions and empty tables of every layer. Also returns the HashParams as a Python
+    list: read back from the Numba typed list, their uint64 fields come out as Python ints that
+    no longer convert to the compiled signature."""
     hps, buckets, fills = [], [], []
     for l, s in enumerate(specs):
         if s.lsh:
@@ -128,7 +135,7 @@ def make_lsh(specs: list[LayerSpec], seed: int) -> LSH:
             buckets.append(np.zeros((0, 0, 0), np.int32))
             fills.append(np.zeros((0, 0), np.int32))
     arr = lambda f: np.array([f(s) for s in specs], np.int64)  # noqa: E731
-    return LSH(
+    lsh = LSH(
         hp=_tl(hps),
         buckets=_tl(buckets),
         fill=_tl(fills),
@@ -137,10 +144,12 @@ def make_lsh(specs: list[LayerSpec], seed: int) -> LSH:
         limit=arr(lambda s: s.active_size),
         threshold=arr(lambda s: s.threshold),
         min_active=arr(lambda s: s.min_active),
+        correct=arr(lambda s: int(s.sample_correction)),
     )
+    return lsh, hps
 
 
-def make_work(specs: list[LayerSpec], lsh: LSH, n_threads: int, n_slots: int, max_labels: int,
+def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_slots: int, max_labels: int,
               max_nnz: int) -> Work:
     """Buffers for ``n_slots`` samples in flight (the batch size in training, the thread count
     in prediction) and ``n_threads`` threads, sized for the largest sample (``max_labels``
@@ -155,7 +164,7 @@ def make_work(specs: list[LayerSpec], lsh: LSH, n_threads: int, n_slots: int, ma
         act.append(np.zeros((S, cap), f32))
         delta.append(np.zeros((S, cap), f32))
         dinput.append(np.zeros((T, s.n_in if l > 0 else 0), f32))
-        hp = lsh.hp[l]
+        hp = hps[l]
         on = s.lsh
         stamp.append(np.zeros((T, s.n_out if on else 0), i64))
         count.append(np.zeros((T, s.n_out if on else 0), i32))
@@ -170,6 +179,7 @@ def make_work(specs: list[LayerSpec], lsh: LSH, n_threads: int, n_slots: int, ma
         hscr.append(make_scratch(hp, T))
     return Work(
         act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
+        n_head=np.zeros((S, len(specs)), i64),
         dinput=_tl(dinput), stamp=_tl(stamp), count=_tl(count), cand=_tl(cand), codes=_tl(codes),
         keys=_tl(keys), order=_tl(order), qbuf=_tl(qbuf), qidx=_tl(qidx), qval=_tl(qval),
         hscratch=_tl(hscr), tags=np.zeros(T, i64),

@@ -78,7 +78,10 @@ def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray
 
 
 @njit(cache=True, parallel=True)
-def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, out_idx, out_val):
+def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, out_idx, out_val,
+                        act_out, act_n):
+    """LSH forward of every row; top-k of the output layer's active logits into out_*. If
+    ``act_out`` has rows, the output layer's active ids are also copied there (act_n: count)."""
     n = X_indptr.shape[0] - 1
     n_layers = net.is_lsh.shape[0]
     out_l = n_layers - 1
@@ -94,7 +97,7 @@ def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_thread
                 in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, t, x_idx, x_val, p1 - p0)
                 if net.is_lsh[l] != 0:
                     hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
-                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng)
+                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng, False)
                 else:
                     n_act = net.sizes[l + 1]
                 set_n_active(work, t, l, n_act)
@@ -103,6 +106,8 @@ def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_thread
             z = work.act[out_l][t]
             ids = work.act_ids[out_l][t]
             dense = net.is_lsh[out_l] == 0
+            if act_out.shape[0] > 0:
+                _copy_active(act_out[r], act_n, r, ids, n_act, dense)
             idx = out_idx[r]
             val = out_val[r]
             cnt = 0
@@ -124,17 +129,56 @@ def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_thread
                 idx[p] = j
 
 
-def predict_lsh(model, X: sp.csr_matrix, k: int, n_threads: int):
+@njit(cache=True)
+def _copy_active(dst, act_n, r, ids, n_act, dense):
+    for a in range(n_act):
+        dst[a] = a if dense else ids[a]
+    act_n[r] = n_act
+
+
+def predict_lsh(model, X: sp.csr_matrix, k: int, n_threads: int, return_active: bool = False):
+    """LSH-sparse top-k; with ``return_active`` also the output layer's active sets as a CSR
+    pattern matrix (n, n_labels)."""
     n = X.shape[0]
     out_idx = np.full((n, k), -1, np.int64)
     out_val = np.full((n, k), -np.inf, np.float32)
-    if n == 0:
+    cap = model.layer_specs_[-1].active_cap(0)
+    act_out = np.zeros((n if return_active else 0, cap), np.int32)
+    act_n = np.zeros(n, np.int64)
+    if n > 0:
+        max_nnz = int(np.diff(X.indptr).max())
+        work = make_work(model.layer_specs_, model._hps, n_threads, n_threads, 0, max_nnz)
+        _predict_lsh_kernel(model._net, model._lsh, work, X.indptr, X.indices, X.data, k, n_threads,
+                            out_idx, out_val, act_out, act_n)
+    if not return_active:
         return out_idx, out_val
-    max_nnz = int(np.diff(X.indptr).max())
-    work = make_work(model.layer_specs_, model._lsh, n_threads, n_threads, 0, max_nnz)
-    _predict_lsh_kernel(model._net, model._lsh, work, X.indptr, X.indices, X.data, k, n_threads,
-                        out_idx, out_val)
-    return out_idx, out_val
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(act_n, out=indptr[1:])
+    mask = np.arange(cap)[None, :] < act_n[:, None]
+    A = sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), act_out[mask], indptr), shape=(n, model.n_labels_))
+    return out_idx, out_val, A
+
+
+def retrieval_recall(model, X: sp.csr_matrix, k: int, n_threads: int) -> dict:
+    """How well the output layer's LSH active sets (no labels added, as at prediction) cover the
+    true top-``k`` logits: mean recall, mean active-set size, and the share of the softmax mass
+    (over all labels) inside the active set."""
+    n = X.shape[0]
+    if n == 0:
+        return {f"recall@{k}": float("nan"), "active_mean": float("nan"), "softmax_mass": float("nan")}
+    _, _, A = predict_lsh(model, X, k, n_threads, return_active=True)
+    hits = mass = 0.0
+    chunk = max(1, _CHUNK_FLOATS // max(1, model.n_labels_))
+    for s in range(0, n, chunk):
+        Z = output_logits(model._net, X[s:s + chunk])
+        Ac = A[s:s + chunk].toarray() > 0
+        top = np.argpartition(-Z, k - 1, axis=1)[:, :k]
+        hits += np.take_along_axis(Ac, top, axis=1).sum()
+        P = np.exp(Z - Z.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        mass += (P * Ac).sum()
+    return {f"recall@{k}": hits / (n * k), "active_mean": float(np.diff(A.indptr).mean()),
+            "softmax_mass": mass / n}
 
 
 def predict_topk(model, X: sp.csr_matrix, k: int, mode: str, n_threads: int):

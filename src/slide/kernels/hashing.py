@@ -295,7 +295,7 @@ class HashScratch(NamedTuple):
     acc: np.ndarray  # float32 (n_codes,)
     dense: np.ndarray  # float32 (dim,), all zeros between calls (WTA on sparse vectors)
     minval: np.ndarray  # uint64 (n_codes,)
-    members: np.ndarray  # int64 (max(dim, doph_top),)
+    members: np.ndarray  # int64 (max(dim, 1),): a set never exceeds dim
 
 
 def make_scratch(hp, n_threads=1):

@@ -22,6 +22,8 @@ depend on the number of threads.
 import numpy as np
 from numba import njit
 
+from .rng import rand_uniform
+
 # Re-association lets LLVM vectorise the dot products and axpys; NaN/Inf semantics are kept
 # (no 'nnan'/'ninf'), so a diverging run is still detected.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -70,10 +72,24 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
                 z[a] = 0.0
 
 
+@njit(cache=True)
+def dropout_layer(work, l, s, n_act, rate, rng):
+    """Inverted dropout of the active outputs of hidden layer ``l`` (training only): each is
+    zeroed with probability ``rate``, the others scaled by 1 / (1 - rate)."""
+    z = work.act[l][s]
+    scale = np.float32(1.0 / (1.0 - rate))
+    for a in range(n_act):
+        if rand_uniform(rng) < rate:
+            z[a] = 0.0
+        else:
+            z[a] *= scale
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
-    """Layer ``l`` >= 1: write the previous layer's delta (the ReLU-gated gradient of its
-    activations, sum_j delta_j W(j, .)) into work.delta[l - 1][s]."""
+    """Layer ``l`` >= 1: write the previous layer's delta (the gradient of its activations,
+    sum_j delta_j W(j, .), times the derivative of ReLU and dropout: 1 / (1 - rate) where the
+    activation is positive, else 0) into work.delta[l - 1][s]."""
     W = net.W[l]
     delta = work.delta[l][s]
     ids = work.act_ids[l][s]
@@ -95,18 +111,30 @@ def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
             for k in range(in_nnz):
                 dh[k] += d * row[in_idx[k]]
     prev = work.delta[l - 1][s]
+    scale = np.float32(1.0 / (1.0 - net.dropout[l - 1]))
     for i in range(n_h):
-        prev[i] = dh[i] if in_val[i] > 0 else 0.0
+        prev[i] = dh[i] * scale if in_val[i] > 0 else 0.0
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
+def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab, n_head, n_out):
     """Softmax over the active logits of the output layer and cross-entropy against the uniform
     distribution over the sample's labels; writes probabilities into work.act and
     delta = p - y into work.delta. In an LSH output layer the labels are the first ``n_lab``
-    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss."""
+    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss.
+
+    Sampling correction: active positions ``n_head .. n_act`` of an LSH output layer are a
+    uniform sample (without replacement) of the ``n_out - n_head`` neurons outside the head
+    (labels + retrieved). Each stands for (n_out - n_head) / (n_act - n_head) of them, so its
+    logit gets + log of that ratio (sampled softmax's log-Q correction): the softmax denominator
+    is then an unbiased estimate of the full one, and every tail neuron's expected gradient is
+    its full-softmax probability, as in dense training."""
     z = work.act[l][s]
     delta = work.delta[l][s]
+    if not dense_out and n_act > n_head:
+        log_w = np.float32(np.log((n_out - n_head) / (n_act - n_head)))
+        for a in range(n_head, n_act):
+            z[a] += log_w
     mx = z[0]
     for a in range(1, n_act):
         if z[a] > mx:

@@ -20,6 +20,7 @@ import numpy as np
 class Net(NamedTuple):
     sizes: np.ndarray  # int64 (n_layers + 1,): n_features, hidden sizes..., n_labels
     is_lsh: np.ndarray  # int64 (n_layers,)
+    dropout: np.ndarray  # float32 (n_layers,): training dropout rate of each layer's output
     W: list  # float32 2-D per layer (layout above)
     b: list  # float32 (n_out,)
     mW: list  # Adam first/second moments, same shapes ((0, 0) / (0,) with SGD)
@@ -37,6 +38,7 @@ class LSH(NamedTuple):
     limit: np.ndarray  # int64: most ids in an active set (labels included)
     threshold: np.ndarray  # int64: THRESHOLD mode, minimum number of tables
     min_active: np.ndarray  # int64: active sets are padded with random ids to this size
+    correct: np.ndarray  # int64: log-Q correction of the random padding (output layer)
 
 
 class Work(NamedTuple):
@@ -49,6 +51,7 @@ class Work(NamedTuple):
     act: list  # float32 (S, cap): their activations (softmax probabilities at the output)
     delta: list  # float32 (S, cap): dLoss/dz of the active neurons
     n_active: np.ndarray  # int64 (S, n_layers)
+    n_head: np.ndarray  # int64 (S, n_layers): labels + retrieved ids (before random padding)
     # per thread slot
     dinput: list  # float32 (T, n_in): dLoss/d(input activation), layers >= 1
     stamp: list  # int64 (T, n_out) for LSH layers

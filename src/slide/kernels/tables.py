@@ -63,7 +63,7 @@ def bucket_len(fill, t, key, cap):
 def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, tag,
                   cand, out, n_out, table_order, rng):
     """Add retrieved neurons to the active set ``out[:n_out]`` (ids already there are kept and
-    must be stamped with ``tag``); returns the new size.
+    must be stamped with ``tag``) until it holds ``budget`` ids; returns the new size.
 
     mode VANILLA: union of the buckets, tables visited in random order, stop at ``budget`` ids.
     mode TOPK: the ``budget`` ids returned by the most tables (ties: first seen).
@@ -72,9 +72,11 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
     """
     L = buckets.shape[0]
     cap = buckets.shape[2]
-    limit = n_out + budget
+    limit = budget
     if limit > out.shape[0]:
         limit = out.shape[0]
+    if n_out >= limit:
+        return n_out
     if mode == VANILLA:
         # random table order (Fisher-Yates) so a budget does not always favour table 0
         for t in range(L):

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .hashing import codes_to_keys, hash_dense, hash_sparse
-from .layers import FASTMATH, backward_input, forward_layer, softmax_loss
+from .layers import FASTMATH, backward_input, dropout_layer, forward_layer, softmax_loss
 from .optim import group_input_major, group_output_major, update_input_major, update_output_major
 from .rng import stream_seed
 from .tables import pad_random, select_active
@@ -70,9 +70,10 @@ def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
 
 
 @njit(cache=True)
-def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng):
+def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad):
     """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
-    first, then retrieved ids, then random padding up to min_active. Returns its size."""
+    first, then retrieved ids (together the "head", whose size goes to work.n_head[s, l]), then,
+    if ``pad``, distinct uniformly random ids up to min_active. Returns its size."""
     tag = work.tags[t] + 1
     work.tags[t] = tag
     out = work.act_ids[l][s]
@@ -87,6 +88,9 @@ def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng):
     n = select_active(lsh.buckets[l], lsh.fill[l], work.keys[l][t], lsh.mode[l], lsh.limit[l],
                       lsh.threshold[l], stamp, work.count[l][t], tag, work.cand[l][t], out, n,
                       work.order[l][t], rng)
+    work.n_head[s, l] = n
+    if not pad:
+        return n
     return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, rng)
 
 
@@ -116,9 +120,9 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
                     hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
                     c1 = cycles()
                     if l == out_l:
-                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng)
+                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, True)
                     else:
-                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng)
+                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng, True)
                     timers[t, PH_HASH] += c1 - c0
                     timers[t, PH_SELECT] += cycles() - c1
                 else:
@@ -126,10 +130,13 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
                 set_n_active(work, s, l, n_act)
                 c0 = cycles()
                 forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, l == out_l)
+                if net.dropout[l] > 0:
+                    dropout_layer(work, l, s, n_act, net.dropout[l], rng)
                 timers[t, PH_FORWARD] += cycles() - c0
             c0 = cycles()
+            n_head = work.n_head[s, out_l] if lsh.correct[out_l] != 0 else work.n_active[s, out_l]
             losses[t] += softmax_loss(work, out_l, s, work.n_active[s, out_l],
-                                      net.is_lsh[out_l] == 0, lab, n_lab)
+                                      net.is_lsh[out_l] == 0, lab, n_lab, n_head, net.sizes[out_l + 1])
             for l in range(n_layers - 1, 0, -1):
                 in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, p1 - p0)
                 backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, work.n_active[s, l])

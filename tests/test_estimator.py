@@ -1,0 +1,196 @@
+"""SlideClassifier's public behaviour: scikit-learn conventions, determinism, prediction modes,
+persistence and the errors a user can cause."""
+
+import inspect
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import slide
+from slide import DataFormatError, NotFittedError, ParameterError, SlideClassifier
+from slide.config import PARAMS
+from slide.datasets import make_extreme
+from slide.metrics import precision_at_k
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_extreme(2000, 2000, 1000, n_test=300, label_power=0.6, random_state=1)
+
+
+def small(**kw):
+    base = dict(hidden_layer_sizes=(32,), lsh_layers="output", epochs=3, batch_size=64, random_state=0,
+                n_jobs=1, learning_rate=0.01)
+    base.update(kw)
+    return SlideClassifier(**base)
+
+
+def test_init_defaults_match_the_parameter_table():
+    sig = inspect.signature(SlideClassifier.__init__)
+    defaults = {n: p.default for n, p in sig.parameters.items() if n != "self"}
+    assert all(p.kind == inspect.Parameter.KEYWORD_ONLY for n, p in sig.parameters.items() if n != "self")
+    assert defaults == {p.name: p.default for p in PARAMS}
+
+
+def test_init_only_stores_and_get_set_params_round_trip():
+    clf = SlideClassifier(n_tables=7, learning_rate=0.5)
+    assert clf.get_params()["n_tables"] == 7
+    assert not hasattr(clf, "coefs_")
+    assert clf.set_params(n_tables=9) is clf
+    assert clf.n_tables == 9
+    assert "n_tables=9" in repr(clf)
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("n_tables", 0, "'n_tables' parameter of SlideClassifier must be an int in [1, 4096]. Got 0"),
+    ("learning_rate", -1.0, "'learning_rate' parameter of SlideClassifier must be a float in (0, 10]"),
+    ("hash_family", "md5", "one of 'simhash', 'wta', 'dwta', 'doph'"),
+    ("hidden_layer_sizes", (0,), "'hidden_layer_sizes'"),
+    ("active_size", 1.5, "'active_size'"),
+    ("n_jobs", 0, "'n_jobs'"),
+    ("dropout", 1.0, "'dropout'"),
+])
+def test_bad_parameters_are_named_with_range_and_value(data, name, value, fragment):
+    X, Y, _, _ = data
+    with pytest.raises(ParameterError, match=None) as e:
+        SlideClassifier(**{name: value}).fit(X, Y)
+    assert fragment in str(e.value)
+    assert repr(value) in str(e.value)
+
+
+def test_unknown_parameter_in_set_params():
+    with pytest.raises(ParameterError, match="Unknown parameter"):
+        SlideClassifier().set_params(n_table=3)
+
+
+def test_fit_returns_self_and_sets_fitted_attributes(data):
+    X, Y, Xt, Yt = data
+    clf = small()
+    assert clf.fit(X, Y, eval_set=(Xt, Yt)) is clf
+    assert clf.n_features_in_ == X.shape[1] and clf.n_labels_ == Y.shape[1]
+    assert clf.coefs_[0].shape == (X.shape[1], 32) and clf.coefs_[1].shape == (Y.shape[1], 32)
+    assert len(clf.history_) == 3 and clf.n_iter_ == 3
+    assert {"P@1", "P@5", "loss", "samples_per_second", "active_mean"} <= set(clf.history_[-1])
+    assert set(clf.timings_) == {"hashing", "selection", "forward", "backward", "optimizer", "rebuild"}
+    assert clf.layer_specs_[-1].lsh and not clf.layer_specs_[0].lsh
+
+
+def test_predict_shapes_and_learning(data):
+    X, Y, Xt, Yt = data
+    clf = small(epochs=5).fit(X, Y)
+    top = clf.predict(Xt, k=5)
+    assert top.shape == (Xt.shape[0], 5) and top.dtype == np.int64
+    assert ((top >= 0) & (top < Y.shape[1])).all()
+    # far above the most-frequent-label baseline
+    freq = np.asarray(Y.sum(axis=0)).ravel()
+    baseline = precision_at_k(Yt, np.tile(np.argsort(-freq)[:5], (Xt.shape[0], 1)), k=1)
+    assert precision_at_k(Yt, top, k=1) > baseline + 0.2
+    lsh_top = clf.predict(Xt, k=5, mode="lsh")
+    assert precision_at_k(Yt, lsh_top, k=1) > baseline + 0.2
+
+
+def test_predict_topk_scores_match_decision_function(data):
+    X, Y, Xt, _ = data
+    clf = small().fit(X, Y)
+    labels, scores = clf.predict_topk(Xt[:20], k=4)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_allclose(clf.decision_function(Xt[:20], labels), scores, rtol=1e-4, atol=1e-5)
+    full = clf.decision_function(Xt[:20])
+    np.testing.assert_array_equal(np.argsort(-full, axis=1, kind="stable")[:, :1], labels[:, :1])
+
+
+def test_same_seed_same_model_any_thread_count(data):
+    X, Y, Xt, _ = data
+    a = small(n_jobs=1).fit(X, Y).predict(Xt, k=5)
+    b = small(n_jobs=1).fit(X, Y).predict(Xt, k=5)
+    c = small(n_jobs=2).fit(X, Y).predict(Xt, k=5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    d = small(random_state=1).fit(X, Y).predict(Xt, k=5)
+    assert not np.array_equal(a, d)
+
+
+def test_accepts_label_lists_dense_input_and_rows_without_labels():
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 12)).astype(np.float32)
+    Y = [[i % 5] if i % 7 else [] for i in range(60)]  # some rows have no label: skipped
+    clf = SlideClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0, n_jobs=1).fit(X, Y)
+    assert clf.n_labels_ == 5
+    assert clf.predict(X, k=2).shape == (60, 2)
+
+
+def test_linear_model_without_hidden_layers(data):
+    X, Y, Xt, Yt = data
+    clf = small(hidden_layer_sizes=(), epochs=3).fit(X, Y)
+    assert len(clf.coefs_) == 1
+    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
+
+
+def test_errors_before_fit_and_on_wrong_shapes(data):
+    X, Y, Xt, _ = data
+    with pytest.raises(NotFittedError):
+        SlideClassifier().predict(Xt)
+    with pytest.raises(DataFormatError, match="rows"):
+        small().fit(X, Y[:-1])
+    clf = small(epochs=1).fit(X, Y)
+    with pytest.raises(DataFormatError, match="features"):
+        clf.predict(sp.random(3, X.shape[1] + 1, format="csr"))
+    with pytest.raises(ParameterError, match="'k' argument"):
+        clf.predict(Xt, k=0)
+    with pytest.raises(ParameterError, match="'mode' argument"):
+        clf.predict(Xt, mode="fast")
+    with pytest.raises(DataFormatError, match="non-finite"):
+        bad = X.copy()
+        bad.data[0] = np.nan
+        small().fit(bad, Y)
+    with pytest.raises(ParameterError, match="no sample with a label"):
+        small().fit(X, sp.csr_matrix(Y.shape, dtype=np.float32))
+
+
+def test_save_load_round_trip_and_corruption(data, tmp_path):
+    X, Y, Xt, _ = data
+    clf = small().fit(X, Y)
+    path = tmp_path / "m.npz"
+    clf.save(path)
+    loaded = slide.load(path)
+    np.testing.assert_array_equal(loaded.predict(Xt, k=5), clf.predict(Xt, k=5))
+    np.testing.assert_array_equal(loaded.predict(Xt, k=5, mode="lsh"), clf.predict(Xt, k=5, mode="lsh"))
+    assert loaded.get_params() == clf.get_params()
+    raw = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataFormatError, match="trunc.npz"):
+        slide.load(tmp_path / "trunc.npz")
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    with pytest.raises(DataFormatError):
+        slide.load(tmp_path / "flip.npz")
+    with pytest.raises(DataFormatError, match="does not exist"):
+        slide.load(tmp_path / "missing.npz")
+
+
+def test_retrieval_recall_reports_sane_numbers(data):
+    X, Y, Xt, _ = data
+    clf = small(epochs=3).fit(X, Y)
+    r = clf.retrieval_recall(Xt, k=10)
+    assert 0.0 <= r["recall@10"] <= 1.0 and 0.0 <= r["softmax_mass"] <= 1.0
+    assert 0 < r["active_mean"] <= clf.layer_specs_[-1].active_size
+    # the retrieved sets beat a random set of the same size by a wide margin
+    assert r["recall@10"] > 3 * r["active_mean"] / clf.n_labels_
+    with pytest.raises(ParameterError, match="LSH output layer"):
+        small(lsh_layers="none", epochs=1).fit(X, Y).retrieval_recall(Xt)
+
+
+@pytest.mark.parametrize("family", ["wta", "dwta", "doph"])
+def test_every_hash_family_trains(data, family):
+    X, Y, Xt, Yt = data
+    clf = small(hash_family=family, epochs=4, wta_bin_size=4).fit(X, Y)
+    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
+
+
+@pytest.mark.parametrize("selection", ["vanilla", "threshold"])
+def test_selection_modes_train(data, selection):
+    X, Y, Xt, Yt = data
+    clf = small(selection=selection, threshold=1, epochs=4).fit(X, Y)
+    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
