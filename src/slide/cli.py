@@ -162,6 +162,8 @@ def cmd_train(args) -> int:
               f"{BUILTIN['n_labels']:,} labels)...", file=sys.stderr)
         Xtr, Ytr, Xte, Yte = make_extreme(**BUILTIN)
         dataset = {"name": "builtin:make_extreme", **BUILTIN}
+        # the SLIDE paper's network: one hidden layer of 128 units (unless given)
+        params.setdefault("hidden_layer_sizes", (128,))
     else:
         print(f"Loading {train}...", file=sys.stderr)
         Xtr, Ytr = _load(train, args.format)
@@ -183,12 +185,8 @@ def cmd_train(args) -> int:
     def on_epoch(rec):
         log.write(json.dumps(rec) + "\n")
         log.flush()
-        shown = {k: rec[k] for k in ("epoch", "loss", "samples_per_second", "P@1", "P@5") if k in rec}
-        print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
-              file=sys.stderr)
 
     try:
-        clf.set_params(verbose=params["verbose"])
         clf.fit(Xtr, Ytr, eval_set=None if Xte is None else (Xte, Yte), eval_k=5, callback=on_epoch)
     finally:
         log.close()

@@ -33,12 +33,12 @@ def _p(*args, **kw):
 
 PARAMS: tuple[Param, ...] = (
     # --- network
-    _p("hidden_layer_sizes", (128,), "sizes", "widths of the hidden ReLU layers, e.g. 128 or 256,128",
+    _p("hidden_layer_sizes", (512,), "sizes", "widths of the hidden ReLU layers, e.g. 128 or 256,128",
        low=1, high=1 << 20, group="network"),
     _p("lsh_layers", "auto", "layers",
        "which layers select active neurons by LSH: 'auto' (the output layer when it has >= 4096 "
        "neurons), 'output', 'all', 'none', or layer numbers (0 = first hidden layer)", group="network"),
-    _p("dropout", 0.0, "float", "training dropout rate of the hidden layers' outputs", low=0,
+    _p("dropout", 0.5, "float", "training dropout rate of the hidden layers' outputs", low=0,
        high=0.95, group="network"),
     _p("init_scale", 1.0, "float", "multiplier of the uniform initialisation bound", low=0,
        low_open=True, high=1e3, group="network"),
@@ -90,7 +90,8 @@ PARAMS: tuple[Param, ...] = (
     _p("rebuild_max_interval", 250, "int", "longest interval between rebuilds, in batches", low=1,
        high=1 << 40, group="lsh"),
     # --- training
-    _p("epochs", 10, "int", "passes over the training data", low=1, high=1 << 20),
+    _p("epochs", "auto", "int_auto", "passes over the training data; 'auto': enough for about 1,200 "
+       "optimiser steps, at least 5 and at most 50", low=1, high=1 << 20),
     _p("batch_size", 128, "int", "samples per optimiser step", low=1, high=1 << 20),
     _p("learning_rate", 1e-3, "float", "step size", low=0, low_open=True, high=10),
     _p("lr_schedule", "constant", "choice", "'constant', or 'linear' decay to 0 over all epochs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from contextlib import contextmanager
 
@@ -30,6 +31,7 @@ from .kernels.optim import ADAM, SGD
 from .network import INSERTIONS, LayerSpec, init_weights, make_grad, make_lsh, make_net, make_work
 
 AUTO_LSH_MIN_NEURONS = 4096
+AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
 
 
 def resolve_n_jobs(n_jobs) -> int:
@@ -80,13 +82,13 @@ class SlideClassifier:
         over threads; optimizer and rebuild wall time).
     """
 
-    def __init__(self, *, hidden_layer_sizes=(128,), lsh_layers="auto", dropout=0.0, init_scale=1.0,
+    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout=0.5, init_scale=1.0,
                  normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=False, center=True,
                  mips=False, wta_bin_size=8,
                  simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
-                 rebuild_max_interval=250, epochs=10, batch_size=128, learning_rate=1e-3,
+                 rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=1e-3,
                  lr_schedule="constant", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -267,7 +269,11 @@ class SlideClassifier:
         self.timings_ = {k: 0.0 for k in ("hashing", "selection", "forward", "backward", "optimizer", "rebuild")}
         bs_ = p["batch_size"]
         n_batches = math.ceil(trainable.size / bs_)
-        self._total_steps = n_batches * p["epochs"]
+        n_epochs = p["epochs"]
+        if n_epochs == "auto":
+            # small data sets need many passes, large ones few: aim at a number of steps
+            n_epochs = min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / n_batches)))
+        self._total_steps = n_batches * n_epochs
         rate = cycles_per_second()
         timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
         losses = np.zeros(n_threads, np.float64)
@@ -276,12 +282,12 @@ class SlideClassifier:
         out_lsh = specs[-1].lsh
         with thread_limits(n_threads):
             self._rebuild_all(initial=True)
-            for epoch in range(p["epochs"]):
+            for epoch in range(n_epochs):
                 order = trainable[rng.permutation(trainable.size)]
                 losses[:] = 0.0
                 active_sum = 0
                 t_epoch = time.perf_counter()
-                bar = self._progress(n_batches, epoch, p)
+                bar = self._progress(n_batches, epoch, n_epochs, p)
                 for bi in range(n_batches):
                     rows = order[bi * bs_:(bi + 1) * bs_]
                     K.train_batch(self._net, self._lsh, self._work, X.indptr, X.indices, X.data,
@@ -322,7 +328,10 @@ class SlideClassifier:
                     rec["eval_seconds"] = time.perf_counter() - t0
                 self.history_.append(rec)
                 if p["verbose"]:
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+                    shown = [f"epoch {rec['epoch']}/{n_epochs}", f"loss {rec['loss']:.4f}"]
+                    shown += [f"{k} {rec[k]:.4f}" for k in ("P@1", "P@3", "P@5") if k in rec]
+                    shown += [f"{rec['samples_per_second']:,.0f} samples/s", f"{rec['train_seconds']:.1f} s"]
+                    print("  ".join(shown), file=sys.stderr, flush=True)
                 if callback is not None and callback(rec):
                     break
         if self._schedule is not None:
@@ -354,11 +363,11 @@ class SlideClassifier:
         self._schedule = (RebuildSchedule(p["rebuild_first"], p["rebuild_growth"], p["rebuild_max_interval"])
                           if any_lsh else None)
 
-    def _progress(self, n_batches, epoch, p):
+    def _progress(self, n_batches, epoch, n_epochs, p):
         if not p["verbose"]:
             return None
         from tqdm.auto import tqdm
-        return tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{p['epochs']}", unit="batch", leave=False)
+        return tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{n_epochs}", unit="batch", leave=False)
 
     def _optimizer_step(self, p, X, rows):
         self._step += 1
