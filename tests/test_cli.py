@@ -12,6 +12,7 @@ from slide.cli import main
 from slide.datasets import make_extreme
 
 FAST = ["--hidden_layer_sizes", "32", "--epochs", "3", "--batch_size", "64", "--learning_rate", "0.01",
+        "--dropout", "0", "--input-dropout", "0",
         "--n_jobs", "1", "--random_state", "0", "--verbose", "0"]
 
 

@@ -34,7 +34,8 @@ def _problem(n=24, d=40, n_labels=30, seed=0):
 
 
 def _setup(X, Y, n_threads=1, **params):
-    clf = SlideClassifier(**{"random_state": 0, "n_jobs": n_threads, **params})
+    clf = SlideClassifier(**{"random_state": 0, "n_jobs": n_threads, "dropout": 0.0, "input_dropout": 0.0,
+                             "lr_schedule": "constant", **params})
     p = validate_params(clf.get_params())
     specs = clf._resolve_specs(p, X.shape[1], Y.shape[1])
     Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
@@ -52,18 +53,23 @@ def _run_batch(clf, p, X, Y, rows, n_threads=1):
     K.train_batch(clf._net, clf._lsh, clf._work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows,
                   np.uint64(7), 0, n_threads, losses, timers)
     snapshot = {
+        "x_idx": clf._work.x_idx.copy(),
+        "x_val": clf._work.x_val.copy(),
+        "x_n": clf._work.x_n.copy(),
         "ids": [a.copy() for a in clf._work.act_ids],
         "n_active": clf._work.n_active.copy(),
         "act": [a.copy() for a in clf._work.act],
         "delta": [a.copy() for a in clf._work.delta],
     }
     clf._step = 0
-    clf._optimizer_step(p, X, rows)
+    clf._optimizer_step(p, rows)
     return losses.sum(), snapshot
 
 
-def _reference(W, b, specs, X, Y, rows, snap):
-    """Float64 forward/backward over the recorded active sets. Returns loss, per-layer active
+def _reference(W, b, specs, X, Y, rows, snap, dropout=0.0):
+    """Float64 forward/backward over the recorded active sets (and, with dropout, the recorded
+    dropout masks: a hidden unit the kernel zeroed although its ReLU was positive was dropped;
+    the input after input dropout is the one the kernel recorded). Returns loss, per-layer active
     outputs, deltas, and full weight/bias gradients."""
     n_layers = len(W)
     gW = [np.zeros(w.shape) for w in W]
@@ -72,8 +78,11 @@ def _reference(W, b, specs, X, Y, rows, snap):
     touched_bias = [set() for _ in W]
     loss = 0.0
     outs, deltas = [], []
+    scale = 1.0 / (1.0 - dropout)
     for s, r in enumerate(rows):
-        x = X[r].toarray().ravel().astype(np.float64)
+        x = np.zeros(X.shape[1])
+        n_x = snap["x_n"][s]
+        x[snap["x_idx"][s][:n_x]] = snap["x_val"][s][:n_x]
         acts, actives = [x], []
         for l in range(n_layers):
             if specs[l].lsh:
@@ -85,6 +94,9 @@ def _reference(W, b, specs, X, Y, rows, snap):
             z = (acts[-1] @ Wl if l == 0 else Wl @ acts[-1]) + b[l]
             a = np.zeros(specs[l].n_out)
             a[A] = z[A] if l == n_layers - 1 else np.maximum(z[A], 0)
+            if l < n_layers - 1 and dropout > 0:
+                kept = snap["act"][l][s][: len(A)] != 0
+                a[A] = np.where(kept, a[A] * scale, 0.0)
             acts.append(a)
         A = actives[-1]
         zA = acts[-1][A]
@@ -104,12 +116,12 @@ def _reference(W, b, specs, X, Y, rows, snap):
             Wl = W[l].astype(np.float64)
             if l == 0:
                 gW[0] += np.outer(acts[0], dl)
-                touched_rows[0].update(X[r].indices.tolist())
+                touched_rows[0].update(snap["x_idx"][s][: snap["x_n"][s]].tolist())
             else:
                 gW[l] += np.outer(dl, acts[l])
                 touched_rows[l].update(Al.tolist())
                 prev = Wl.T @ dl
-                prev = np.where(acts[l] > 0, prev, 0.0)
+                prev = np.where(acts[l] > 0, prev * scale, 0.0)
                 sample_deltas[l - 1] = prev
             gb[l] += dl
             touched_bias[l].update(Al.tolist())
@@ -177,6 +189,31 @@ def test_batch_matches_numpy_reference(params, optimizer):
             assert not m[untouched].any()
 
 
+@pytest.mark.parametrize("lsh_layers", ["none", "output"])
+def test_dropout_and_input_dropout_match_reference(lsh_layers):
+    X, Y = _problem()
+    rate = 0.3
+    clf, p = _setup(X, Y, optimizer="sgd", learning_rate=0.01, batch_size=8, hidden_layer_sizes=(16, 12),
+                    lsh_layers=lsh_layers, active_size=10, n_tables=4, dropout=rate, input_dropout=0.4)
+    specs = clf.layer_specs_
+    W0 = [w.copy() for w in clf._net.W]
+    b0 = [v.copy() for v in clf._net.b]
+    rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
+    loss, snap = _run_batch(clf, p, X, Y, rows)
+    # input dropout kept some but not all non-zeros, scaled by 1 / (1 - 0.4)
+    total = sum(X[r].nnz for r in rows)
+    assert 0 < snap["x_n"].sum() < total
+    for s, r in enumerate(rows):
+        row = X[r].toarray().ravel()
+        got_i = snap["x_idx"][s][: snap["x_n"][s]]
+        np.testing.assert_allclose(snap["x_val"][s][: snap["x_n"][s]], row[got_i] / 0.6, rtol=1e-6)
+    ref_loss, _, _, gW, gb, _, _ = _reference(W0, b0, specs, X, Y, rows, snap, dropout=rate)
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    for l in range(len(specs)):
+        np.testing.assert_allclose(clf._net.W[l], W0[l] - 0.01 * gW[l], rtol=2e-4, atol=2e-6)
+        np.testing.assert_allclose(clf._net.b[l], b0[l] - 0.01 * gb[l], rtol=2e-4, atol=2e-6)
+
+
 def test_gradients_with_every_neuron_active_match_finite_differences():
     """With every neuron active, the assembled gradient equals a central finite difference of
     the (float64) loss, for a few random weights of each layer."""
@@ -224,7 +261,7 @@ def test_thread_count_does_not_change_the_result():
     results = []
     for n_threads in (1, 2):
         clf = SlideClassifier(hidden_layer_sizes=(16,), lsh_layers="output", active_size=12, n_tables=6,
-                              epochs=2, batch_size=16, random_state=0, n_jobs=n_threads)
+                              epochs=2, batch_size=16, random_state=0, n_jobs=n_threads, input_dropout=0.2)
         clf.fit(X, Y)
         results.append([w.copy() for w in clf.coefs_])
     for a, b in zip(*results):

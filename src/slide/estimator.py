@@ -82,18 +82,20 @@ class SlideClassifier:
         over threads; optimizer and rebuild wall time).
     """
 
-    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout=0.5, init_scale=1.0,
+    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout=0.5, input_dropout=0.5,
+                 init_scale=1.0,
                  normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=False, center=True,
                  mips=False, wta_bin_size=8,
                  simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
-                 rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=1e-3,
-                 lr_schedule="constant", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
+                 rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
+                 lr_schedule="linear", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lsh_layers = lsh_layers
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.init_scale = init_scale
         self.normalize = normalize
         self.hash_family = hash_family
@@ -294,7 +296,7 @@ class SlideClassifier:
                                   Y.indptr, Y.indices, rows, np.uint64(seed), self._step,
                                   n_threads, losses, timers)
                     t0 = time.perf_counter()
-                    self._optimizer_step(p, X, rows)
+                    self._optimizer_step(p, rows)
                     self.timings_["optimizer"] += time.perf_counter() - t0
                     samples_seen += rows.size
                     if out_lsh:
@@ -352,7 +354,7 @@ class SlideClassifier:
         self._max_nnz = max_nnz
         self.layer_specs_ = specs
         self._seed = seed
-        self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"])
+        self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"], p["input_dropout"])
         self._lsh, self._hps = make_lsh(specs, seed)
         self._work = make_work(specs, self._hps, n_threads, p["batch_size"], max_labels, max_nnz)
         self._grad = make_grad(specs, n_threads, p["batch_size"], max_labels, max_nnz)
@@ -369,18 +371,19 @@ class SlideClassifier:
         from tqdm.auto import tqdm
         return tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{n_epochs}", unit="batch", leave=False)
 
-    def _optimizer_step(self, p, X, rows):
+    def _optimizer_step(self, p, rows):
         self._step += 1
         lr = p["learning_rate"]
         if p["lr_schedule"] == "linear":
             lr *= max(0.0, 1.0 - (self._step - 1) / self._total_steps)
         if p["optimizer"] == "adam":
-            b1, b2, eps = p["beta1"], p["beta2"], p["adam_epsilon"]
-            opt, bc1, bc2 = ADAM, 1.0 - b1 ** self._step, 1.0 - b2 ** self._step
+            b1, b2 = p["beta1"], p["beta2"]
+            bc1, bc2 = 1.0 - b1 ** self._step, 1.0 - b2 ** self._step
+            # bias corrections folded into the step size and epsilon (see kernels.optim.step_row)
+            opt, lr, eps = ADAM, lr * math.sqrt(bc2) / bc1, p["adam_epsilon"] * math.sqrt(bc2)
         else:
-            opt, b1, b2, eps, bc1, bc2 = SGD, 0.0, 0.0, 0.0, 1.0, 1.0
-        K.apply_batch(self._net, self._work, self._grad, X.indptr, X.indices, X.data, rows,
-                      self._n_threads, opt, lr, b1, b2, eps, bc1, bc2)
+            opt, b1, b2, eps = SGD, 0.0, 0.0, 0.0
+        K.apply_batch(self._net, self._work, self._grad, rows.size, self._n_threads, opt, lr, b1, b2, eps)
 
     def _rebuild_all(self, initial=False):
         t0 = time.perf_counter()

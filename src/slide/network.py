@@ -72,8 +72,10 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
     return Ws, bs
 
 
-def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0) -> Net:
-    """Weights and optimiser state; ``dropout`` applies to every hidden layer's output."""
+def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0,
+             input_dropout: float = 0.0) -> Net:
+    """Weights and optimiser state; ``dropout`` applies to every hidden layer's output,
+    ``input_dropout`` to the input's non-zeros (training only)."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
     adam = optimizer == "adam"
     z2 = lambda W: np.zeros_like(W) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
@@ -82,6 +84,7 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
         sizes=sizes,
         is_lsh=np.array([int(s.lsh) for s in specs], np.int64),
         dropout=np.array([dropout] * (len(specs) - 1) + [0.0], np.float32),
+        input_dropout=float(input_dropout),
         W=_tl(Ws),
         b=_tl(bs),
         mW=_tl(z2(W) for W in Ws),
@@ -178,6 +181,7 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
         qval.append(np.zeros((T, nq), f32))
         hscr.append(make_scratch(hp, T))
     return Work(
+        x_idx=np.zeros((S, max_nnz), i32), x_val=np.zeros((S, max_nnz), f32), x_n=np.zeros(S, i64),
         act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
         n_head=np.zeros((S, len(specs)), i64),
         dinput=_tl(dinput), stamp=_tl(stamp), count=_tl(count), cand=_tl(cand), codes=_tl(codes),

@@ -73,6 +73,30 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
 
 
 @njit(cache=True)
+def load_input(work, s, idx, val, nnz, rate, rng):
+    """Copy a sample's input non-zeros into its batch slot (the optimiser pass reads them
+    there), with inverted dropout at ``rate``: each non-zero is dropped with that probability and
+    the survivors are scaled by 1 / (1 - rate). Returns the number kept."""
+    out_i = work.x_idx[s]
+    out_v = work.x_val[s]
+    n = 0
+    if rate > 0:
+        scale = np.float32(1.0 / (1.0 - rate))
+        for k in range(nnz):
+            if rand_uniform(rng) >= rate:
+                out_i[n] = idx[k]
+                out_v[n] = val[k] * scale
+                n += 1
+    else:
+        for k in range(nnz):
+            out_i[k] = idx[k]
+            out_v[k] = val[k]
+        n = nnz
+    work.x_n[s] = n
+    return n
+
+
+@njit(cache=True)
 def dropout_layer(work, l, s, n_act, rate, rng):
     """Inverted dropout of the active outputs of hidden layer ``l`` (training only): each is
     zeroed with probability ``rate``, the others scaled by 1 / (1 - rate)."""
@@ -189,15 +213,15 @@ def grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, ent_s, ent_k, e0, e
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def grad_row_input_major(g, n_out, delta0, ids0, n0, ent_s, ent_k, e0, e1, x_data, x_pos, dense_out):
+def grad_row_input_major(g, n_out, delta0, ids0, n0, ent_s, ent_k, e0, e1, x_val, dense_out):
     """Gradient of input-feature row W(f, :) of layer 0 into g[:n_out]: the sum over the batch
-    entries (sample s, non-zero k of its input) of x_sk * delta0_s (dense, or sparse over the
-    active ids ids0[s, :n0[s]])."""
+    entries (sample s, non-zero k of its input x_val[s]) of x_sk * delta0_s (dense, or sparse
+    over the active ids ids0[s, :n0[s]])."""
     for j in range(n_out):
         g[j] = 0.0
     for e in range(e0, e1):
         s = ent_s[e]
-        v = x_data[x_pos[s] + ent_k[e]]
+        v = x_val[s, ent_k[e]]
         d = delta0[s]
         if dense_out:
             for j in range(n_out):

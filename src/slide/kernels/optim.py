@@ -17,32 +17,36 @@ ADAM, SGD = 0, 1
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def step_row(w, g, m, v, n, opt, lr, beta1, beta2, eps, bc1, bc2):
-    """One optimiser step on w[:n] with gradient g[:n]. Adam: m, v are the moments; bc1 = 1 -
-    beta1**t and bc2 = 1 - beta2**t the bias corrections of global step t."""
+def step_row(w, g, m, v, n, opt, lr, beta1, beta2, eps):
+    """One optimiser step on w[:n] with gradient g[:n] (all float32). Adam, with m, v the
+    moments: w -= lr * m / (sqrt(v) + eps), where the caller folded the bias corrections of
+    step t into lr = lr0 * sqrt(1 - beta2**t) / (1 - beta1**t) and eps = eps0 * sqrt(1 -
+    beta2**t) (Kingma & Ba's efficient form; equal to lr0 * m_hat / (sqrt(v_hat) + eps0))."""
     if opt == SGD:
         for c in range(n):
             w[c] -= lr * g[c]
         return
+    one = np.float32(1.0)
     for c in range(n):
         gc = g[c]
-        mc = beta1 * m[c] + (1 - beta1) * gc
-        vc = beta2 * v[c] + (1 - beta2) * gc * gc
+        mc = beta1 * m[c] + (one - beta1) * gc
+        vc = beta2 * v[c] + (one - beta2) * gc * gc
         m[c] = mc
         v[c] = vc
-        w[c] -= lr * (mc / bc1) / (np.sqrt(vc / bc2) + eps)
+        w[c] -= lr * mc / (np.sqrt(vc) + eps)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2):
+def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps):
     if opt == SGD:
         b[j] -= lr * g
         return
-    mc = beta1 * mb[j] + (1 - beta1) * g
-    vc = beta2 * vb[j] + (1 - beta2) * g * g
+    one = np.float32(1.0)
+    mc = beta1 * mb[j] + (one - beta1) * g
+    vc = beta2 * vb[j] + (one - beta2) * g * g
     mb[j] = mc
     vb[j] = vc
-    b[j] -= lr * (mc / bc1) / (np.sqrt(vc / bc2) + eps)
+    b[j] -= lr * mc / (np.sqrt(vc) + eps)
 
 
 @njit(cache=True, inline="always")
@@ -97,26 +101,25 @@ def group_output_major(work, grad, l, n_batch):
 
 
 @njit(cache=True)
-def group_input_major(grad, X_indptr, X_indices, rows, n_batch):
+def group_input_major(work, grad, n_batch):
     """Counting sort of layer 0's (sample, input non-zero) entries by input feature (as
     :func:`group_output_major`). Returns the number of touched features."""
     cnt, start, touched = grad.count[0], grad.start[0], grad.rows[0]
     es, ek = grad.ent_s[0], grad.ent_k[0]
+    x_idx, x_n = work.x_idx, work.x_n
     n_rows = 0
     for s in range(n_batch):
-        for p in range(X_indptr[rows[s]], X_indptr[rows[s] + 1]):
-            n_rows = _touch(cnt, touched, X_indices[p], n_rows)
+        for k in range(x_n[s]):
+            n_rows = _touch(cnt, touched, x_idx[s, k], n_rows)
     _starts(cnt, start, touched, n_rows)
     for s in range(n_batch):
-        p0 = X_indptr[rows[s]]
-        for p in range(p0, X_indptr[rows[s] + 1]):
-            _place(start, es, ek, X_indices[p], s, p - p0)
+        for k in range(x_n[s]):
+            _place(start, es, ek, x_idx[s, k], s, k)
     return n_rows
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1, beta2, eps,
-                        bc1, bc2):
+def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1, beta2, eps):
     """Optimiser step of layer l >= 1 (weights (n_out, n_in)). For an LSH layer the entries were
     grouped by :func:`group_output_major` (``n_rows`` touched rows); a dense layer touches every
     row with every sample of the batch."""
@@ -167,15 +170,14 @@ def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr,
                 gbias = grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, es, ek, e0, e1, in_dense)
                 cnt[j] = 0
             if adam:
-                step_row(W[j], g, mW[j], vW[j], n_in, opt, lr, beta1, beta2, eps, bc1, bc2)
+                step_row(W[j], g, mW[j], vW[j], n_in, opt, lr, beta1, beta2, eps)
             else:
-                step_row(W[j], g, g, g, n_in, opt, lr, beta1, beta2, eps, bc1, bc2)
-            step_scalar(b, j, gbias, mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2)
+                step_row(W[j], g, g, g, n_in, opt, lr, beta1, beta2, eps)
+            step_scalar(b, j, gbias, mb, vb, opt, lr, beta1, beta2, eps)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_batch, n_threads,
-                       opt, lr, beta1, beta2, eps, bc1, bc2):
+def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
     """Optimiser step of layer 0 (weights (n_features, n_out)): the ``n_rows`` input features
     present in the batch, and the biases of the neurons that were active."""
     W = net.W[0]
@@ -189,9 +191,7 @@ def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_
     rows = grad.rows[0]
     es = grad.ent_s[0]
     ek = grad.ent_k[0]
-    x_pos = np.empty(n_batch, np.int64)
-    for s in range(n_batch):
-        x_pos[s] = X_indptr[rows_batch[s]]
+    x_val = work.x_val
     delta0 = work.delta[0]
     ids0 = work.act_ids[0]
     n0 = work.n_active[:, 0]
@@ -203,12 +203,12 @@ def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_
                 continue
             e1 = start[f]
             e0 = e1 - cnt[f]
-            grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, X_data, x_pos, dense_out)
+            grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, x_val, dense_out)
             cnt[f] = 0
             if adam:
-                step_row(W[f], g, mW[f], vW[f], n_out, opt, lr, beta1, beta2, eps, bc1, bc2)
+                step_row(W[f], g, mW[f], vW[f], n_out, opt, lr, beta1, beta2, eps)
             else:
-                step_row(W[f], g, g, g, n_out, opt, lr, beta1, beta2, eps, bc1, bc2)
+                step_row(W[f], g, g, g, n_out, opt, lr, beta1, beta2, eps)
     # biases: sum of the active neurons' deltas over the batch (serial: n_out is small)
     gb = grad.gb[0]
     mark = grad.bias_mark[0]
@@ -225,6 +225,6 @@ def update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows_
                 mark[ids[a]] = 1
     for j in range(n_out):
         if mark[j]:
-            step_scalar(b, j, gb[j], mb, vb, opt, lr, beta1, beta2, eps, bc1, bc2)
+            step_scalar(b, j, gb[j], mb, vb, opt, lr, beta1, beta2, eps)
             gb[j] = 0.0
             mark[j] = 0

@@ -21,6 +21,7 @@ class Net(NamedTuple):
     sizes: np.ndarray  # int64 (n_layers + 1,): n_features, hidden sizes..., n_labels
     is_lsh: np.ndarray  # int64 (n_layers,)
     dropout: np.ndarray  # float32 (n_layers,): training dropout rate of each layer's output
+    input_dropout: float  # training dropout rate of the input's non-zeros
     W: list  # float32 2-D per layer (layout above)
     b: list  # float32 (n_out,)
     mW: list  # Adam first/second moments, same shapes ((0, 0) / (0,) with SGD)
@@ -47,6 +48,9 @@ class Work(NamedTuple):
     leading axis of thread slots."""
 
     # per sample slot
+    x_idx: np.ndarray  # int32 (S, max nnz): the sample's input non-zeros after input dropout
+    x_val: np.ndarray  # float32 (S, max nnz)
+    x_n: np.ndarray  # int64 (S,)
     act_ids: list  # int32 (S, cap): active neuron ids of each layer
     act: list  # float32 (S, cap): their activations (softmax probabilities at the output)
     delta: list  # float32 (S, cap): dLoss/dz of the active neurons

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .hashing import codes_to_keys, hash_dense, hash_sparse
-from .layers import FASTMATH, backward_input, dropout_layer, forward_layer, softmax_loss
+from .layers import FASTMATH, backward_input, dropout_layer, forward_layer, load_input, softmax_loss
 from .optim import group_input_major, group_output_major, update_input_major, update_output_major
 from .rng import stream_seed
 from .tables import pad_random, select_active
@@ -109,12 +109,13 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
             r = rows[s]
             rng[0] = stream_seed(seed, batch_no, s)
             p0, p1 = X_indptr[r], X_indptr[r + 1]
-            x_idx = X_indices[p0:p1]
-            x_val = X_data[p0:p1]
+            x_n = load_input(work, s, X_indices[p0:p1], X_data[p0:p1], p1 - p0, net.input_dropout, rng)
+            x_idx = work.x_idx[s]
+            x_val = work.x_val[s]
             lab = Y_indices[Y_indptr[r]:Y_indptr[r + 1]]
             n_lab = lab.shape[0]
             for l in range(n_layers):
-                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, p1 - p0)
+                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, x_n)
                 if net.is_lsh[l] != 0:
                     c0 = cycles()
                     hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
@@ -138,22 +139,21 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
             losses[t] += softmax_loss(work, out_l, s, work.n_active[s, out_l],
                                       net.is_lsh[out_l] == 0, lab, n_lab, n_head, net.sizes[out_l + 1])
             for l in range(n_layers - 1, 0, -1):
-                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, p1 - p0)
+                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, x_n)
                 backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, work.n_active[s, l])
             timers[t, PH_BACKWARD] += cycles() - c0
 
 
 @njit(cache=True)
-def apply_batch(net, work, grad, X_indptr, X_indices, X_data, rows, n_threads, opt, lr, beta1,
-                beta2, eps, bc1, bc2):
-    """The optimiser pass of the batch ``rows`` (after :func:`train_batch`), every layer."""
-    n_batch = rows.shape[0]
+def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
+    """The optimiser pass of the ``n_batch`` samples of the last :func:`train_batch`. ``lr`` and
+    ``eps`` carry Adam's bias corrections (see :func:`slide.kernels.optim.step_row`); the
+    arithmetic is float32, so it vectorises 16 wide."""
+    lr32, b1, b2, eps32 = np.float32(lr), np.float32(beta1), np.float32(beta2), np.float32(eps)
     for l in range(net.is_lsh.shape[0]):
         if l == 0:
-            n_rows = group_input_major(grad, X_indptr, X_indices, rows, n_batch)
-            update_input_major(net, work, grad, n_batch, n_rows, X_indptr, X_data, rows, n_threads,
-                               opt, lr, beta1, beta2, eps, bc1, bc2)
+            group_input_major(work, grad, n_batch)
+            update_input_major(net, work, grad, n_batch, n_threads, opt, lr32, b1, b2, eps32)
         else:
             n_rows = group_output_major(work, grad, l, n_batch) if net.is_lsh[l] != 0 else 0
-            update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1,
-                                beta2, eps, bc1, bc2)
+            update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr32, b1, b2, eps32)
