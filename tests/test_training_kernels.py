@@ -16,7 +16,8 @@ from slide.config import validate_params
 from slide.data_checks import check_X, check_Y
 from slide.kernels import train as K
 from slide.kernels.optim import ADAM, SGD
-from slide.network import init_weights
+from slide.network import init_weights, resolve_specs
+from slide.training import optimizer_step
 
 
 def _problem(n=24, d=40, n_labels=30, seed=0):
@@ -37,11 +38,11 @@ def _setup(X, Y, n_threads=1, **params):
     clf = SlideClassifier(**{"random_state": 0, "n_jobs": n_threads, "dropout": 0.0, "input_dropout": 0.0,
                              "lr_schedule": "constant", **params})
     p = validate_params(clf.get_params())
-    specs = clf._resolve_specs(p, X.shape[1], Y.shape[1])
+    specs = resolve_specs(p, X.shape[1], Y.shape[1])
     Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
     rng = np.random.default_rng(1)
     bs = [rng.normal(0, 0.1, b.shape).astype(np.float32) for b in bs]
-    clf._setup(p, specs, Ws, bs, 0, n_threads, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()))
+    clf._setup(p, specs, Ws, bs, 0, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()))
     clf.timings_ = {"rebuild": 0.0}
     clf._rebuild_all(initial=True)
     return clf, p
@@ -62,7 +63,7 @@ def _run_batch(clf, p, X, Y, rows, n_threads=1):
         "delta": [a.copy() for a in clf._work.delta],
     }
     clf._step = 0
-    clf._optimizer_step(p, rows)
+    optimizer_step(clf, p, rows.size)
     return losses.sum(), snapshot
 
 

@@ -104,12 +104,16 @@ def _read_config(path):
 
 
 # ----------------------------------------------------------------------------- data
-def _load(path, fmt="auto"):
+def _load(path, fmt="auto", skip_bad_lines=False):
     from .data import load_libsvm, load_xmc
 
     if fmt == "auto":
         fmt = _sniff(path)
-    return load_xmc(path) if fmt == "xmc" else load_libsvm(path)
+    loader = load_xmc if fmt == "xmc" else load_libsvm
+    X, Y, skipped = loader(path, skip_bad_lines=skip_bad_lines, return_skipped=True)
+    if skipped:
+        print(f"{path}: skipped {skipped:,} bad lines", file=sys.stderr)
+    return X, Y
 
 
 def _sniff(path) -> str:
@@ -141,55 +145,90 @@ def _machine() -> dict:
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_train(args) -> int:
-    from . import SlideClassifier
-    from .metrics import evaluate, label_propensities
-
-    config = _read_config(args.config)
-    params = _params_from(args, config)
-    train = args.train or config.get("train")
-    test = args.test or config.get("test")
-    out = Path(args.out or config.get("out") or "slide-run")
-    if out.exists() and not out.is_dir():
-        raise DataFormatError(f"--out {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if train is None:
+def _load_data(run: dict):
+    """(Xtr, Ytr, Xte, Yte, dataset description) for a run description (see cmd_train)."""
+    if run["train"] is None:
         from .datasets import make_extreme
 
         print(f"No training file given: generating the built-in task (make_extreme, {BUILTIN['n_samples']:,} "
               f"train / {BUILTIN['n_test']:,} test points, {BUILTIN['n_features']:,} features, "
               f"{BUILTIN['n_labels']:,} labels)...", file=sys.stderr)
         Xtr, Ytr, Xte, Yte = make_extreme(**BUILTIN)
-        dataset = {"name": "builtin:make_extreme", **BUILTIN}
-        # the SLIDE paper's network: one hidden layer of 128 units (unless given)
-        params.setdefault("hidden_layer_sizes", (128,))
+        return Xtr, Ytr, Xte, Yte, {"name": "builtin:make_extreme", **BUILTIN}
+    print(f"Loading {run['train']}...", file=sys.stderr)
+    Xtr, Ytr = _load(run["train"], run["format"], run["skip_bad_lines"])
+    Xte = Yte = None
+    if run["test"] is not None:
+        Xte, Yte = _load(run["test"], run["format"], run["skip_bad_lines"])
+        if Xte.shape[1] != Xtr.shape[1] or Yte.shape[1] != Ytr.shape[1]:
+            raise DataFormatError(f"{run['test']}: has {Xte.shape[1]} features and {Yte.shape[1]} labels, but "
+                                  f"{run['train']} has {Xtr.shape[1]} and {Ytr.shape[1]}; expected the same "
+                                  "dimensions.")
+    return Xtr, Ytr, Xte, Yte, {"train": run["train"], "test": run["test"]}
+
+
+def cmd_train(args) -> int:
+    from . import SlideClassifier, load
+    from .io import atomic_write
+    from .metrics import evaluate, label_propensities
+
+    if args.resume is not None:
+        # everything comes back from the run folder: the command's settings and the checkpoint
+        out = Path(args.resume)
+        run_file, ckpt = out / "run.json", out / "checkpoint.npz"
+        if not run_file.exists():
+            raise DataFormatError(f"--resume {out}: no run.json there; expected the --out folder of a run "
+                                  "started with --checkpoint_every.")
+        if not ckpt.exists():
+            done = " (the run finished: see model.npz)" if (out / "model.npz").exists() else ""
+            raise DataFormatError(f"--resume {out}: no checkpoint.npz there{done}.")
+        run = json.loads(run_file.read_text())
+        if args.train is not None:
+            run["train"] = args.train  # same data moved elsewhere: checked against the checkpoint
+        clf = load(ckpt)
+        print(f"Resuming {out} from epoch {clf._progress.epoch + 1}, batch {clf._progress.batch} "
+              f"(step {clf._step})", file=sys.stderr)
     else:
-        print(f"Loading {train}...", file=sys.stderr)
-        Xtr, Ytr = _load(train, args.format)
-        Xte = Yte = None
-        if test is not None:
-            Xte, Yte = _load(test, args.format)
-            if Xte.shape[1] != Xtr.shape[1] or Yte.shape[1] != Ytr.shape[1]:
-                raise DataFormatError(f"{test}: has {Xte.shape[1]} features and {Yte.shape[1]} labels, but "
-                                      f"{train} has {Xtr.shape[1]} and {Ytr.shape[1]}; expected the same dimensions.")
-        dataset = {"train": str(train), "test": None if test is None else str(test)}
+        config = _read_config(args.config)
+        params = _params_from(args, config)
+        out = Path(args.out or config.get("out") or "slide-run")
+        run = {"train": args.train or config.get("train"), "test": args.test or config.get("test"),
+               "format": args.format, "skip_bad_lines": bool(args.skip_bad_lines), "max_eval": args.max_eval,
+               "checkpoint_every": args.checkpoint_every}
+        for key in ("train", "test"):
+            run[key] = None if run[key] is None else str(run[key])
+        if run["train"] is None:
+            # the SLIDE paper's network for the built-in task: one hidden layer of 128 units
+            params.setdefault("hidden_layer_sizes", (128,))
+        params.setdefault("verbose", 1)
+        clf = SlideClassifier(**params)
+    if out.exists() and not out.is_dir():
+        raise DataFormatError(f"--out {out} exists and is not a folder.")
+    t0 = time.perf_counter()
+    Xtr, Ytr, Xte, Yte, dataset = _load_data(run)
     load_seconds = time.perf_counter() - t0
-    if args.max_eval is not None and Xte is not None:
-        Xte, Yte = Xte[: args.max_eval], Yte[: args.max_eval]
-    params.setdefault("verbose", 1)
-    clf = SlideClassifier(**params)
+    if run["max_eval"] is not None and Xte is not None:
+        Xte, Yte = Xte[: run["max_eval"]], Yte[: run["max_eval"]]
+    if args.dry_run:
+        return _dry_run(clf, Xtr, Ytr)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.npz" if run["checkpoint_every"] is not None else None
+    if args.resume is None:
+        atomic_write(out / "run.json", lambda f: f.write(json.dumps(run, indent=2).encode()))
+    every = None if run["checkpoint_every"] is None else _every(run["checkpoint_every"])
     log_path = out / "log.jsonl"
-    log = open(log_path, "w")
 
     def on_epoch(rec):
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
+        # the whole history each time: after a resume the log continues where the checkpoint was
+        text = "".join(json.dumps(r) + "\n" for r in clf.history_)
+        atomic_write(log_path, lambda f: f.write(text.encode()))
 
-    try:
-        clf.fit(Xtr, Ytr, eval_set=None if Xte is None else (Xte, Yte), eval_k=5, callback=on_epoch)
-    finally:
-        log.close()
+    fit_kw = dict(eval_set=None if Xte is None else (Xte, Yte), eval_k=5, callback=on_epoch,
+                  checkpoint_path=ckpt_path, checkpoint_every=every)
+    if args.resume is not None:
+        clf.resume(Xtr, Ytr, **fit_kw)
+    else:
+        clf.fit(Xtr, Ytr, **fit_kw)
     metrics = {}
     if Xte is not None:
         top = clf.predict(Xte, k=5)
@@ -209,17 +248,40 @@ def cmd_train(args) -> int:
         "timings": {k: float(v) for k, v in clf.timings_.items()},
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
         "layers": [{"n_in": s.n_in, "n_out": s.n_out, "lsh": s.lsh, **({"K": s.K, "L": s.L, "bucket_bits": s.bucket_bits,
-                    "bucket_size": s.bucket_size, "active_size": s.active_size} if s.lsh else {})}
+                    "bucket_size": s.bucket_size, "active_size": s.active_size, "min_active": s.min_active}
+                                                                 if s.lsh else {})}
                    for s in clf.layer_specs_],
         "dataset": dataset,
         "machine": _machine(),
     }
-    from .io import atomic_write
-
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
     clf.save(out / "model.npz")
+    if ckpt_path is not None and ckpt_path.exists() and clf._progress is None:
+        ckpt_path.unlink()  # the run is complete: model.npz supersedes the checkpoint
     print(_summary(result), file=sys.stdout)
     print(f"wrote {out / 'metrics.json'}, {log_path} and {out / 'model.npz'}", file=sys.stderr)
+    return 0
+
+
+def _every(text):
+    """--checkpoint_every: '500' (batches) or '10m' / '90s' / '1h' (time)."""
+    t = str(text).strip()
+    return int(t) if t.isdigit() else t
+
+
+def _dry_run(clf, X, Y) -> int:
+    from .memory import available_bytes, fmt
+
+    max_labels = int(np.diff(Y.indptr).max()) if Y.shape[0] else 1
+    max_nnz = int(np.diff(X.indptr).max()) if X.shape[0] else 1
+    est = clf.estimate_memory(X.shape[1], Y.shape[1], max_labels=max_labels, max_nnz=max(1, max_nnz))
+    avail = available_bytes()
+    data = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes + Y.data.nbytes + Y.indices.nbytes + Y.indptr.nbytes
+    lines = [f"memory estimate for training on {X.shape[0]:,} x {X.shape[1]:,} -> {Y.shape[1]:,} labels:"]
+    lines += [f"  {k:16s} {fmt(v):>12s}" for k, v in est.items()]
+    lines += [f"  {'total':16s} {fmt(sum(est.values())):>12s}", f"  {'data (loaded)':16s} {fmt(data):>12s}",
+              f"  {'available':16s} {fmt(avail) if avail is not None else 'unknown':>12s}"]
+    print("\n".join(lines))
     return 0
 
 
@@ -244,7 +306,7 @@ def cmd_evaluate(args) -> int:
     from .metrics import evaluate
 
     clf = _load_model(args.model)
-    X, Y = _load(args.test, args.format)
+    X, Y = _load(args.test, args.format, args.skip_bad_lines)
     if Y.shape[1] != clf.n_labels_:
         raise DataFormatError(f"{args.test}: has {Y.shape[1]} labels, but the model was trained with {clf.n_labels_}.")
     t0 = time.perf_counter()
@@ -264,7 +326,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     clf = _load_model(args.model)
-    X, _ = _load(args.input, args.format)
+    X, _ = _load(args.input, args.format, args.skip_bad_lines)
     labels, scores = clf.predict_topk(X, k=args.k, mode=args.predict_mode)
     rows = []
     for i in range(labels.shape[0]):
@@ -295,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="TOML file of parameters (keys as the flags below, plus train/test/out)")
     tr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto", help="input format")
     tr.add_argument("--max_eval", "--max-eval", type=int, default=None, help="evaluate on the first N test points only")
+    tr.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true",
+                    help="drop malformed lines of the data files (and report how many) instead of stopping")
+    tr.add_argument("--checkpoint_every", "--checkpoint-every", default=None, metavar="N|10m",
+                    help="write DIR/checkpoint.npz every N batches, or every so many minutes/seconds ('10m', '90s')")
+    tr.add_argument("--resume", metavar="DIR", default=None,
+                    help="continue the interrupted run in DIR (its --out folder) from its last checkpoint")
+    tr.add_argument("--dry_run", "--dry-run", action="store_true",
+                    help="load the data, print the memory the training arrays need and what is available, stop")
     _add_param_flags(tr)
     ev = sub.add_parser("evaluate", help="P@k / nDCG@k of a saved model on a labelled file")
     ev.add_argument("model")
@@ -303,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predict_mode", "--predict-mode", choices=("exact", "lsh"), default=None)
     ev.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto")
     ev.add_argument("--out", help="also write the metrics JSON here")
+    ev.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true", help="drop malformed lines")
     pr = sub.add_parser("predict", help="top-k labels of every point of a file")
     pr.add_argument("model")
     pr.add_argument("input")
@@ -311,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--predict_mode", "--predict-mode", choices=("exact", "lsh"), default=None)
     pr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto")
     pr.add_argument("--out", help="write here instead of standard output")
+    pr.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true", help="drop malformed lines")
     return ap
 
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 from numba import typed
 
 from .kernels.hashing import HashParams, make_scratch
 from .kernels.state import LSH, Grad, Net, Work
 from .kernels.tables import THRESHOLD, TOPK, VANILLA
-from .lsh import FAMILIES, INSERTIONS, make_hash_params
+from .errors import ParameterError
+from .lsh import FAMILIES, INSERTIONS, code_bits_of, make_hash_params
 
 SELECTIONS = {"vanilla": VANILLA, "topk": TOPK, "threshold": THRESHOLD}
+AUTO_LSH_MIN_NEURONS = 4096  # lsh_layers='auto': an output layer this wide uses LSH
 
 
 def _tl(items) -> typed.List:
@@ -58,6 +62,90 @@ class LayerSpec:
         if not self.lsh:
             return self.n_out
         return int(min(self.n_out, max(self.active_size, self.min_active) + max_labels))
+
+
+def resolve_specs(p: dict, n_features: int, n_labels: int) -> list[LayerSpec]:
+    """Every layer's settings from validated parameters, with the 'auto' values decided."""
+    sizes = [n_features, *p["hidden_layer_sizes"], n_labels]
+    n_layers = len(sizes) - 1
+    ll = p["lsh_layers"]
+    if ll == "auto":
+        lsh = {n_layers - 1} if n_labels >= AUTO_LSH_MIN_NEURONS else set()
+    elif ll == "output":
+        lsh = {n_layers - 1}
+    elif ll == "all":
+        lsh = set(range(n_layers))
+    elif ll == "none":
+        lsh = set()
+    else:
+        bad = [v for v in ll if v >= n_layers]
+        if bad:
+            raise ParameterError(
+                f"The 'lsh_layers' parameter of SlideClassifier names layer(s) {bad}, but the "
+                f"network has {n_layers} layers (numbered 0 to {n_layers - 1}; the last is the output).")
+        lsh = set(ll)
+    specs = []
+    for l in range(n_layers):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        if l not in lsh:
+            specs.append(LayerSpec(n_in=n_in, n_out=n_out, lsh=False))
+            continue
+        specs.append(lsh_spec(p, n_in, n_out, is_output=(l == n_layers - 1)))
+    return specs
+
+
+def _count(value, n_out: int, auto: int) -> int:
+    """A neuron count given as 'auto', a fraction (< 1) of the layer, or a number."""
+    if value == "auto":
+        return min(n_out, auto)
+    if isinstance(value, float) and value < 1:
+        return max(1, min(n_out, int(round(value * n_out)))) if value > 0 else 0
+    return min(n_out, int(value))
+
+
+def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
+    """Settings of one LSH layer."""
+    family = p["hash_family"]
+    cb = code_bits_of(family, p["wta_bin_size"])
+    # active sets of ~2% at 50k neurons, shrinking as a fraction as layers grow (~0.5% at 670k)
+    active = _count(p["active_size"], n_out, int(round(4.5 * math.sqrt(n_out))))
+    min_active = _count(p["min_active"], n_out, int(round(1.2 * active)) if is_output else 0)
+    # tables: the query's buckets together hold ~8x the budget (bucket load N / 2**bits
+    # times L tables), so counting how many tables return a neuron has room to rank them
+    L = 32 if p["n_tables"] == "auto" else p["n_tables"]
+    want_bits = max(1, round(math.log2(max(2.0, n_out * L / (8.0 * active)))))
+    if p["hashes_per_table"] == "auto":
+        K = max(1, min(64 // cb, math.ceil(want_bits / cb)))
+    else:
+        K = p["hashes_per_table"]
+    if K * cb > 64:
+        raise ParameterError(
+            f"The 'hashes_per_table' parameter of SlideClassifier must be at most {64 // cb} for "
+            f"hash_family={family!r} (keys hold K * {cb} bits <= 64). Got {K} instead.")
+    if p["bucket_bits"] == "auto":
+        bits = min(K * cb, want_bits, 22)
+    else:
+        bits = min(p["bucket_bits"], K * cb)
+    if p["bucket_size"] == "auto":
+        # room for ~1.25x the mean load; fuller buckets keep a uniform sample (reservoir)
+        load = n_out / float(1 << bits)
+        bsize = int(min(1 << 14, max(16, 2 ** math.ceil(math.log2(1.25 * load + 1)))))
+    else:
+        bsize = p["bucket_size"]
+    if p["hash_family"] == "wta" or p["hash_family"] == "dwta":
+        dim = n_in + (2 if p["mips"] else 1)
+        if p["wta_bin_size"] > dim:
+            raise ParameterError(
+                f"The 'wta_bin_size' parameter of SlideClassifier must be at most the hashed "
+                f"dimension ({dim}). Got {p['wta_bin_size']} instead.")
+    return LayerSpec(
+        n_in=n_in, n_out=n_out, lsh=True, family=family, K=int(K), L=int(L),
+        bucket_bits=int(bits), bucket_size=int(bsize), insertion=p["insertion"],
+        selection=p["selection"], active_size=int(active), threshold=int(p["threshold"]),
+        min_active=int(min_active), sample_correction=bool(p["sample_correction"]),
+        center=bool(p["center"]), mips=bool(p["mips"]), bin_size=int(p["wta_bin_size"]),
+        density=float(p["simhash_density"]), doph_top=int(p["doph_top"]),
+    )
 
 
 def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: float):
@@ -190,4 +278,4 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
     )
 
 
-__all__ = ["LayerSpec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "FAMILIES", "INSERTIONS", "SELECTIONS"]
+__all__ = ["LayerSpec", "resolve_specs", "lsh_spec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "FAMILIES", "INSERTIONS", "SELECTIONS"]

@@ -1,0 +1,96 @@
+"""A model's state as arrays plus JSON metadata, for :mod:`slide.io`'s checksummed files.
+
+Stored: the parameters, the resolved layer settings, every weight and optimiser moment, the hash
+tables (so a resumed run continues with the very tables it had), the seed from which hash
+functions are redrawn, the step and rebuild counters, the history, and, for a checkpoint, the
+training :class:`~slide.training.Progress`. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import validate_params
+from .errors import DataFormatError
+from .io import read_arrays, write_arrays
+from .network import LayerSpec
+
+
+def save_model(model, path, progress=None) -> None:
+    net, lsh = model._net, model._lsh
+    arrays = {}
+    for l in range(len(net.W)):
+        arrays[f"W{l}"], arrays[f"b{l}"] = net.W[l], net.b[l]
+        if model._p["optimizer"] == "adam":
+            arrays[f"mW{l}"], arrays[f"vW{l}"] = net.mW[l], net.vW[l]
+            arrays[f"mb{l}"], arrays[f"vb{l}"] = net.mb[l], net.vb[l]
+        if model.layer_specs_[l].lsh:
+            arrays[f"buckets{l}"], arrays[f"fill{l}"] = lsh.buckets[l], lsh.fill[l]
+    meta = {
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model._p.items()},
+        "layer_specs": [dataclasses.asdict(s) for s in model.layer_specs_],
+        "n_features_in": model.n_features_in_,
+        "n_labels": model.n_labels_,
+        "seed": model._seed,
+        "step": model._step,
+        "total_steps": model._total_steps,
+        "n_rebuilds": model._n_rebuilds,
+        "schedule": model._schedule.state() if model._schedule is not None else None,
+        "max_labels": model._max_labels,
+        "max_nnz": model._max_nnz,
+        "history": model.history_,
+        "timings": {k: float(v) for k, v in model.timings_.items()},
+        "progress": None if progress is None else progress.to_dict(),
+    }
+    write_arrays(path, arrays, meta)
+
+
+def load_model(cls, path):
+    """(model, progress dict or None) from a file written by :func:`save_model`."""
+    arrays, meta = read_arrays(path)
+    try:
+        params = dict(meta["params"])
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        if isinstance(params["lsh_layers"], list):
+            params["lsh_layers"] = tuple(params["lsh_layers"])
+        model = cls(**params)
+        p = validate_params(model.get_params())
+        specs = [LayerSpec(**d) for d in meta["layer_specs"]]
+        n_layers = len(specs)
+        Ws = [arrays[f"W{l}"] for l in range(n_layers)]
+        bs = [arrays[f"b{l}"] for l in range(n_layers)]
+        for l, s in enumerate(specs):
+            want = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
+            if Ws[l].shape != want or bs[l].shape != (s.n_out,):
+                raise DataFormatError(f"{path}: layer {l} weights have shape {Ws[l].shape}, expected {want}.")
+        model._setup(p, specs, Ws, bs, int(meta["seed"]), int(meta["max_labels"]), int(meta["max_nnz"]))
+        net, lsh = model._net, model._lsh
+        for l in range(n_layers):
+            targets = []
+            if p["optimizer"] == "adam":
+                targets += [("mW", net.mW), ("vW", net.vW), ("mb", net.mb), ("vb", net.vb)]
+            if specs[l].lsh:
+                targets += [("buckets", lsh.buckets), ("fill", lsh.fill)]
+            for name, dst in targets:
+                src = arrays[f"{name}{l}"]
+                if src.shape != dst[l].shape or src.dtype != dst[l].dtype:
+                    raise DataFormatError(f"{path}: array {name}{l} is {src.dtype}{src.shape}, expected "
+                                          f"{dst[l].dtype}{dst[l].shape}.")
+                dst[l][...] = src
+        model._step = int(meta["step"])
+        model._total_steps = int(meta["total_steps"])
+        model._n_rebuilds = int(meta["n_rebuilds"])
+        if model._schedule is not None and meta["schedule"] is not None:
+            model._schedule.set_state(meta["schedule"])
+        model.n_features_in_ = int(meta["n_features_in"])
+        model.n_labels_ = int(meta["n_labels"])
+        model.history_ = list(meta["history"])
+        model.timings_ = {k: float(v) for k, v in meta["timings"].items()}
+        model.n_iter_ = len(model.history_)
+        model.coefs_ = list(net.W)
+        model.intercepts_ = list(net.b)
+        return model, meta.get("progress")
+    except DataFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataFormatError(f"{path}: the model file is inconsistent ({type(e).__name__}: {e}).") from None

@@ -1,0 +1,247 @@
+"""The Python epoch loop: batches, optimiser steps, table rebuilds, evaluation, checkpoints.
+
+One compiled call runs a batch's samples (:func:`slide.kernels.train.train_batch`), one more
+the optimiser pass (:func:`slide.kernels.train.apply_batch`); everything here is orchestration.
+A run is fully described by the model's arrays plus a small :class:`Progress` record (epoch,
+batch, the permutation generator's state at the start of the epoch, running sums), so a
+checkpoint written after any batch resumes into exactly the run that was interrupted: per-sample
+random streams are keyed by the global step, the optimiser pass sums gradients in a fixed order,
+and the tables and rebuild schedule are part of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataFormatError, TrainingError
+from .kernels import train as K
+from .kernels.optim import ADAM, SGD
+from .kernels.timer import cycles_per_second
+
+AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
+
+
+def resolve_epochs(epochs, n_batches: int) -> int:
+    """'auto': small data sets need many passes, large ones few, so aim at a number of steps."""
+    if epochs == "auto":
+        return min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / max(1, n_batches))))
+    return int(epochs)
+
+
+def data_fingerprint(X, Y) -> dict:
+    """Shapes and CRC32s of the training matrices: a resumed run must see the same data."""
+    crc = 0
+    for a in (X.indptr, X.indices, X.data, Y.indptr, Y.indices):
+        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
+    return {"n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_labels": int(Y.shape[1]),
+            "nnz": int(X.nnz), "n_label_entries": int(Y.nnz), "crc32": int(crc)}
+
+
+@dataclass
+class Progress:
+    """Where a run stands; JSON-able so it travels in the model file's metadata."""
+
+    n_epochs: int
+    rng_state: dict  # permutation generator state at the start of the current epoch
+    fingerprint: dict
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # completed batches of the current epoch
+    samples_seen: int = 0
+    loss_sum: float = 0.0  # current epoch, so far
+    active_sum: int = 0  # current epoch, so far
+    epoch_seconds: float = 0.0  # current epoch, so far
+    train_seconds: float = 0.0
+    done: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        return cls(**d)
+
+
+@dataclass
+class Checkpointing:
+    """Write ``path`` every ``every_batches`` batches and/or every ``every_seconds`` seconds."""
+
+    path: str
+    every_batches: int | None = None
+    every_seconds: float | None = None
+    last_time: float = field(default_factory=time.perf_counter)
+    last_batch: int = 0
+
+    def due(self, step: int) -> bool:
+        if self.every_batches is not None and step - self.last_batch >= self.every_batches:
+            return True
+        return self.every_seconds is not None and time.perf_counter() - self.last_time >= self.every_seconds
+
+    def mark(self, step: int) -> None:
+        self.last_batch = step
+        self.last_time = time.perf_counter()
+
+
+def optimizer_step(model, p: dict, n_rows: int) -> None:
+    """Advance the global step and run the optimiser pass for the last batch."""
+    model._step += 1
+    lr = p["learning_rate"]
+    if p["lr_schedule"] == "linear":
+        lr *= max(0.0, 1.0 - (model._step - 1) / model._total_steps)
+    if p["optimizer"] == "adam":
+        b1, b2 = p["beta1"], p["beta2"]
+        bc1, bc2 = 1.0 - b1 ** model._step, 1.0 - b2 ** model._step
+        # bias corrections folded into the step size and epsilon (see kernels.optim.step_row)
+        opt, lr, eps = ADAM, lr * math.sqrt(bc2) / bc1, p["adam_epsilon"] * math.sqrt(bc2)
+    else:
+        opt, b1, b2, eps = SGD, 0.0, 0.0, 0.0
+    K.apply_batch(model._net, model._work, model._grad, n_rows, model._n_threads, opt, lr, b1, b2, eps)
+
+
+def weights_finite(model) -> bool:
+    return all(np.isfinite(w).all() for w in model._net.W) and all(np.isfinite(b).all() for b in model._net.b)
+
+
+def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=None,
+        checkpoint: Checkpointing | None = None) -> None:
+    """Train ``model`` (already set up) on validated X, Y from ``progress`` to the last epoch."""
+    p = model._p
+    n_threads = model._n_threads
+    trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
+    bs = p["batch_size"]
+    n_batches = math.ceil(trainable.size / bs)
+    rate = cycles_per_second()
+    timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
+    losses = np.zeros(n_threads, np.float64)
+    out_lsh = model.layer_specs_[-1].lsh
+    seed = np.uint64(model._seed)
+    rng = np.random.default_rng()
+    try:
+        while progress.epoch < progress.n_epochs:
+            rng.bit_generator.state = progress.rng_state
+            order = trainable[rng.permutation(trainable.size)]
+            t_epoch = time.perf_counter() - progress.epoch_seconds
+            bar = _progress_bar(model, n_batches, progress)
+            for bi in range(progress.batch, n_batches):
+                rows = order[bi * bs:(bi + 1) * bs]
+                losses[:] = 0.0
+                K.train_batch(model._net, model._lsh, model._work, X.indptr, X.indices, X.data, Y.indptr,
+                              Y.indices, rows, seed, model._step, n_threads, losses, timers)
+                batch_loss = float(losses.sum())
+                if not math.isfinite(batch_loss):
+                    where = (f"the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), left "
+                             "untouched" if checkpoint is not None and checkpoint.last_batch > 0 else
+                             "no checkpoint was written")
+                    raise TrainingError(
+                        f"The training loss became non-finite in epoch {progress.epoch + 1}, batch {bi + 1} "
+                        f"(step {model._step + 1}); {where}. Lower learning_rate, or check the input "
+                        "for huge values.")
+                t0 = time.perf_counter()
+                optimizer_step(model, p, rows.size)
+                model.timings_["optimizer"] += time.perf_counter() - t0
+                progress.loss_sum += batch_loss
+                progress.samples_seen += rows.size
+                if out_lsh:
+                    progress.active_sum += int(model._work.n_active[: rows.size, -1].sum())
+                if model._schedule is not None and model._schedule.due(model._step):
+                    model._rebuild_all()
+                    model._schedule.advance()
+                progress.batch = bi + 1
+                progress.epoch_seconds = time.perf_counter() - t_epoch
+                if bar is not None:
+                    bar.update(1)
+                    if bi % 10 == 0 or bi == n_batches - 1:
+                        done = min(trainable.size, (bi + 1) * bs)
+                        bar.set_postfix(loss=f"{progress.loss_sum / max(1, done):.4f}",
+                                        samples_s=f"{done / max(progress.epoch_seconds, 1e-9):,.0f}")
+                if checkpoint is not None and checkpoint.due(model._step) and bi + 1 < n_batches:
+                    _write_checkpoint(model, progress, checkpoint, timers, rate)
+            if bar is not None:
+                bar.close()
+            rec = _end_epoch(model, progress, trainable.size, rng, out_lsh)
+            if eval_set is not None:
+                t0 = time.perf_counter()
+                from .metrics import evaluate
+
+                top = model._predict_validated(eval_set[0], eval_k, p["predict_mode"], n_threads)
+                rec.update(evaluate(eval_set[1], top, ks=tuple(k for k in (1, 3, 5) if k <= eval_k)))
+                rec["eval_seconds"] = time.perf_counter() - t0
+            model.history_.append(rec)
+            if p["verbose"]:
+                shown = [f"epoch {rec['epoch']}/{progress.n_epochs}", f"loss {rec['loss']:.4f}"]
+                shown += [f"{k} {rec[k]:.4f}" for k in ("P@1", "P@3", "P@5") if k in rec]
+                shown += [f"{rec['samples_per_second']:,.0f} samples/s", f"{rec['train_seconds']:.1f} s"]
+                print("  ".join(shown), file=sys.stderr, flush=True)
+            stop = callback is not None and callback(rec)
+            if checkpoint is not None and progress.epoch < progress.n_epochs and not stop:
+                _write_checkpoint(model, progress, checkpoint, timers, rate)
+            if stop:
+                break
+        if model._schedule is not None:
+            model._rebuild_all()  # tables match the final weights (LSH prediction, saving)
+        progress.done = progress.epoch >= progress.n_epochs
+    finally:
+        _add_phase_times(model, timers, rate)
+
+
+def _end_epoch(model, progress: Progress, n_trainable: int, rng, out_lsh: bool) -> dict:
+    """Close the epoch's books: history record, counters reset, next permutation state."""
+    ep_time = progress.epoch_seconds
+    progress.train_seconds += ep_time
+    rec = {"epoch": progress.epoch + 1, "loss": progress.loss_sum / n_trainable, "epoch_seconds": ep_time,
+           "train_seconds": progress.train_seconds, "samples_seen": progress.samples_seen,
+           "samples_per_second": n_trainable / ep_time if ep_time > 0 else float("nan")}
+    if out_lsh:
+        rec["active_mean"] = progress.active_sum / n_trainable
+    progress.epoch += 1
+    progress.batch = 0
+    progress.loss_sum = 0.0
+    progress.active_sum = 0
+    progress.epoch_seconds = 0.0
+    progress.rng_state = rng.bit_generator.state  # the generator after this epoch's permutation
+    return rec
+
+
+def _add_phase_times(model, timers, rate) -> None:
+    if rate > 0:
+        tot = timers.sum(axis=0).astype(np.float64) / rate
+        for name, ph in (("hashing", K.PH_HASH), ("selection", K.PH_SELECT), ("forward", K.PH_FORWARD),
+                         ("backward", K.PH_BACKWARD)):
+            model.timings_[name] += float(tot[ph])
+    timers[:] = 0
+
+
+def _write_checkpoint(model, progress: Progress, checkpoint: Checkpointing, timers, rate) -> None:
+    """Atomically replace the checkpoint, unless a weight is non-finite (then stop, keeping the
+    previous checkpoint)."""
+    if not weights_finite(model):
+        raise TrainingError(
+            f"A weight became non-finite by epoch {progress.epoch + 1}, batch {progress.batch} (step "
+            f"{model._step}); the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), "
+            "left untouched. Lower learning_rate, or check the input for huge values.")
+    _add_phase_times(model, timers, rate)
+    model._save(checkpoint.path, progress)
+    checkpoint.mark(model._step)
+
+
+def _progress_bar(model, n_batches: int, progress: Progress):
+    if not model._p["verbose"]:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_batches, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{progress.n_epochs}",
+                unit="batch", leave=False)
+
+
+def check_same_data(saved: dict, X, Y, path) -> None:
+    now = data_fingerprint(X, Y)
+    if now != saved:
+        diff = ", ".join(f"{k}: {saved.get(k)} then, {now[k]} now" for k in now if saved.get(k) != now[k])
+        raise DataFormatError(f"{path}: the checkpoint was made on other training data ({diff}); resume "
+                              "with the same training file (and the same --skip_bad_lines setting).")
