@@ -221,6 +221,45 @@ def _calibrate(model, rank_to_id, seed, avg_labels, avg_nnz, noise, topic_share,
     return lab, draws
 
 
+# Published dimensions of benchmark data sets (Extreme Classification Repository) and the
+# workload of issue #2; ``scale`` shrinks the number of points, never the dimensions.
+PRESETS = {
+    "slide-reference": dict(n_train=20_000, n_test=2_000, n_features=100_000, n_labels=50_000, avg_nnz=73.0,
+                            avg_labels=3.0),
+    "amazon-670k": dict(n_train=490_449, n_test=153_025, n_features=135_909, n_labels=670_091, avg_nnz=75.7,
+                        avg_labels=5.45),
+    "delicious-200k": dict(n_train=196_606, n_test=100_095, n_features=782_585, n_labels=205_443, avg_nnz=301.0,
+                           avg_labels=75.5),
+}
+
+
+def preset(name: str, *, scale: float = 1.0, random_state: int = 0, **kw):
+    """(X_train, Y_train, X_test, Y_test) of a preset (see :data:`PRESETS`) with the published
+    feature and label dimensions and per-point statistics; ``scale`` in (0, 1] keeps that
+    fraction of the training and test points. Other keywords go to :func:`make_extreme`."""
+    if name not in PRESETS:
+        raise ParameterError(f"Unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}.")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale <= 1):
+        raise ParameterError(f"The 'scale' parameter of preset must be a number in (0, 1]. Got {scale!r} instead.")
+    s = PRESETS[name]
+    n_train = max(1, int(round(s["n_train"] * scale)))
+    n_test = max(1, int(round(s["n_test"] * scale)))
+    return make_extreme(n_train, s["n_features"], s["n_labels"], n_test=n_test, avg_nnz=s["avg_nnz"],
+                        avg_labels=s["avg_labels"], random_state=random_state, **kw)
+
+
+def iter_preset(name: str, *, scale: float = 1.0, random_state: int = 0, split: str = "train",
+                chunk_size: int = 65536, **kw):
+    """Stream a preset's training or test split in chunks of ``chunk_size`` rows (the same rows as
+    :func:`preset`), for sets too big to hold at once."""
+    s = PRESETS[name]
+    n_train = max(1, int(round(s["n_train"] * scale)))
+    n_test = max(1, int(round(s["n_test"] * scale)))
+    start, n = (0, n_train) if split == "train" else (n_train, n_test)
+    return iter_extreme(n, s["n_features"], s["n_labels"], avg_nnz=s["avg_nnz"], avg_labels=s["avg_labels"],
+                        random_state=random_state, chunk_size=chunk_size, start=start, **kw)
+
+
 def make_extreme(n_samples=20000, n_features=100_000, n_labels=50_000, *, n_test=0, random_state=0, **kw):
     """Generate a sparse extreme multi-label data set (see the module docstring for the model).
 

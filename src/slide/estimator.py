@@ -142,7 +142,7 @@ class SlideClassifier:
 
     # ------------------------------------------------------------------ training
     def fit(self, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint_path=None,
-            checkpoint_every=None) -> "SlideClassifier":
+            checkpoint_every=None, batch_callback=None, batch_callback_every=100) -> "SlideClassifier":
         """Train on X (n, n_features) sparse rows and Y (n, n_labels) binary label matrix.
 
         Parameters
@@ -160,6 +160,10 @@ class SlideClassifier:
         checkpoint_every : int, float or str, optional
             Checkpoint interval: an int is a number of batches, ``"10m"`` / ``"90s"`` a time;
             default with a checkpoint_path: after every epoch.
+        batch_callback : callable, optional
+            Called as ``batch_callback(record)`` every ``batch_callback_every`` batches with
+            epoch, batch, step, samples_seen and train_seconds (its own run time is excluded
+            from train_seconds, so it may evaluate the model); returning True stops training.
 
         Returns
         -------
@@ -194,11 +198,12 @@ class SlideClassifier:
                                      fingerprint=training.data_fingerprint(X, Y))
         with thread_limits(self._n_threads):
             self._rebuild_all(initial=True)
-            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint)
+            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
+                        batch_callback_every)
         return self
 
     def resume(self, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint_path=None,
-               checkpoint_every=None) -> "SlideClassifier":
+               checkpoint_every=None, batch_callback=None, batch_callback_every=100) -> "SlideClassifier":
         """Continue an interrupted training run from a checkpoint loaded with :func:`slide.load`,
         on the same training data (checked), to the end of its epochs. With the same settings the
         result equals the uninterrupted run's. Returns self."""
@@ -216,14 +221,22 @@ class SlideClassifier:
         if checkpoint is not None:
             checkpoint.mark(self._step)
         with thread_limits(self._n_threads):
-            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint)
+            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
+                        batch_callback_every)
         return self
 
-    def _train(self, X, Y, progress, eval_set, eval_k, callback, checkpoint):
+    def _train(self, X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
+               batch_callback_every):
+        if batch_callback is not None and (isinstance(batch_callback_every, bool)
+                                           or not isinstance(batch_callback_every, (int, np.integer))
+                                           or batch_callback_every < 1):
+            raise ParameterError(f"batch_callback_every must be a positive int (batches). Got "
+                                 f"{batch_callback_every!r} instead.")
         self._progress = progress
         try:
             training.run(self, X, Y, progress, eval_set=eval_set, eval_k=eval_k, callback=callback,
-                         checkpoint=checkpoint)
+                         checkpoint=checkpoint, batch_callback=batch_callback,
+                         batch_callback_every=batch_callback_every)
         finally:
             self.n_iter_ = len(self.history_)
             self.coefs_ = list(self._net.W)

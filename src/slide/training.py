@@ -109,8 +109,12 @@ def weights_finite(model) -> bool:
 
 
 def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=None,
-        checkpoint: Checkpointing | None = None) -> None:
-    """Train ``model`` (already set up) on validated X, Y from ``progress`` to the last epoch."""
+        checkpoint: Checkpointing | None = None, batch_callback=None, batch_callback_every=None) -> None:
+    """Train ``model`` (already set up) on validated X, Y from ``progress`` to the last epoch.
+
+    ``batch_callback(record)`` (optional) runs every ``batch_callback_every`` batches with a
+    record of epoch, batch, step, samples_seen and train_seconds; the time it takes (say, an
+    evaluation) is not counted as training time. Returning True stops training."""
     p = model._p
     n_threads = model._n_threads
     trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
@@ -162,6 +166,18 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                                         samples_s=f"{done / max(progress.epoch_seconds, 1e-9):,.0f}")
                 if checkpoint is not None and checkpoint.due(model._step) and bi + 1 < n_batches:
                     _write_checkpoint(model, progress, checkpoint, timers, rate)
+                if batch_callback is not None and model._step % batch_callback_every == 0:
+                    t_cb = time.perf_counter()
+                    brec = {"epoch": progress.epoch + 1, "batch": bi + 1, "step": model._step,
+                            "samples_seen": progress.samples_seen,
+                            "train_seconds": progress.train_seconds + progress.epoch_seconds}
+                    stop_now = batch_callback(brec)
+                    t_epoch += time.perf_counter() - t_cb  # callback time is not training time
+                    if stop_now:
+                        progress.epoch_seconds = time.perf_counter() - t_epoch
+                        if bar is not None:
+                            bar.close()
+                        return _stop_early(model, progress)
             if bar is not None:
                 bar.close()
             rec = _end_epoch(model, progress, trainable.size, rng, out_lsh)
@@ -188,6 +204,14 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
         progress.done = progress.epoch >= progress.n_epochs
     finally:
         _add_phase_times(model, timers, rate)
+
+
+def _stop_early(model, progress: Progress) -> None:
+    """A batch callback asked to stop mid-epoch: keep the tables in step with the weights."""
+    progress.train_seconds += progress.epoch_seconds
+    progress.epoch_seconds = 0.0
+    if model._schedule is not None:
+        model._rebuild_all()
 
 
 def _end_epoch(model, progress: Progress, n_trainable: int, rng, out_lsh: bool) -> dict:
