@@ -5,6 +5,7 @@ Public names: :class:`SlideClassifier`, the data readers/writers (:func:`load_xm
 :mod:`slide.datasets`.
 """
 
+from . import _numba_cache  # noqa: F401  (first: sets the compiled-kernel cache folder)
 from .errors import DataFormatError, NotFittedError, ParameterError, SlideError, TrainingError
 from .estimator import SlideClassifier, load
 

@@ -119,10 +119,10 @@ def group_input_major(work, grad, n_batch):
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr, beta1, beta2, eps):
+def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, beta2, eps):
     """Optimiser step of layer l >= 1 (weights (n_out, n_in)). For an LSH layer the entries were
-    grouped by :func:`group_output_major` (``n_rows`` touched rows); a dense layer touches every
-    row with every sample of the batch."""
+    grouped by :func:`group_output_major`; a dense layer touches every row with every sample of
+    the batch."""
     W = net.W[l]
     b = net.b[l]
     mW, vW, mb, vb = net.mW[l], net.vW[l], net.mb[l], net.vb[l]
@@ -133,7 +133,6 @@ def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr,
     n_out = W.shape[0]
     cnt = grad.count[l]
     start = grad.start[l]
-    rows = grad.rows[l]
     es = grad.ent_s[l]
     ek = grad.ent_k[l]
     delta = work.delta[l]
@@ -178,8 +177,9 @@ def update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr,
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
-    """Optimiser step of layer 0 (weights (n_features, n_out)): the ``n_rows`` input features
-    present in the batch, and the biases of the neurons that were active."""
+    """Optimiser step of layer 0 (weights (n_features, n_out)): the input features present in
+    the batch (grouped by :func:`group_input_major`), and the biases of the neurons that were
+    active."""
     W = net.W[0]
     b = net.b[0]
     mW, vW, mb, vb = net.mW[0], net.vW[0], net.mb[0], net.vb[0]
@@ -188,7 +188,6 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
     dense_out = net.is_lsh[0] == 0
     cnt = grad.count[0]
     start = grad.start[0]
-    rows = grad.rows[0]
     es = grad.ent_s[0]
     ek = grad.ent_k[0]
     x_val = work.x_val

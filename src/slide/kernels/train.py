@@ -155,5 +155,6 @@ def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps)
             group_input_major(work, grad, n_batch)
             update_input_major(net, work, grad, n_batch, n_threads, opt, lr32, b1, b2, eps32)
         else:
-            n_rows = group_output_major(work, grad, l, n_batch) if net.is_lsh[l] != 0 else 0
-            update_output_major(net, work, grad, l, n_batch, n_rows, n_threads, opt, lr32, b1, b2, eps32)
+            if net.is_lsh[l] != 0:
+                group_output_major(work, grad, l, n_batch)
+            update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr32, b1, b2, eps32)
