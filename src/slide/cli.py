@@ -99,8 +99,10 @@ def _read_config(path):
             return tomllib.load(f)
     except FileNotFoundError:
         raise DataFormatError(f"config file {path} does not exist.") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise DataFormatError(f"{path}: not valid TOML ({e}).") from None
+    except OSError as e:  # a folder, no permission, ...: was an IsADirectoryError/OSError traceback
+        raise DataFormatError(f"cannot read the config file {path}: {e.strerror or e}.") from None
 
 
 # ----------------------------------------------------------------------------- data
@@ -182,7 +184,15 @@ def cmd_train(args) -> int:
         if not ckpt.exists():
             done = " (the run finished: see model.npz)" if (out / "model.npz").exists() else ""
             raise DataFormatError(f"--resume {out}: no checkpoint.npz there{done}.")
-        run = json.loads(run_file.read_text())
+        # a hand-edited or damaged run.json gave a JSONDecodeError / KeyError traceback
+        keys = ("train", "test", "format", "skip_bad_lines", "max_eval", "checkpoint_every")
+        try:
+            run = json.loads(run_file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataFormatError(f"--resume {out}: run.json is not valid JSON ({e}).") from None
+        if not isinstance(run, dict) or any(k not in run for k in keys):
+            raise DataFormatError(f"--resume {out}: run.json is not the record of a run (expected the keys "
+                                  f"{', '.join(keys)}).")
         if args.train is not None:
             run["train"] = args.train  # same data moved elsewhere: checked against the checkpoint
         clf = load(ckpt)
@@ -197,6 +207,9 @@ def cmd_train(args) -> int:
                "checkpoint_every": args.checkpoint_every}
         for key in ("train", "test"):
             run[key] = None if run[key] is None else str(run[key])
+        if run["max_eval"] is not None and run["max_eval"] < 1:
+            # 0 failed only after the first epoch ("no rows to evaluate"); -3 silently dropped 3 points
+            raise ParameterError(f"--max_eval must be a positive number of test points. Got {run['max_eval']} instead.")
         if run["train"] is None:
             # the SLIDE paper's network for the built-in task: one hidden layer of 128 units
             params.setdefault("hidden_layer_sizes", (128,))
@@ -374,6 +387,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto")
     ev.add_argument("--out", help="also write the metrics JSON here")
     ev.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true", help="drop malformed lines")
+    be = sub.add_parser("bench", help="SLIDE vs dense / sampled-softmax baselines: P@1 against time",
+                        description="Train SLIDE and baselines on the same data, threads and network; evaluate "
+                                    "every --eval_every training seconds on a fixed test subset; write "
+                                    "OUT/bench.json and OUT/bench.png. Baselines need 'slide[torch]'.")
+    be.add_argument("train", nargs="?", help="training file (or use --preset)")
+    be.add_argument("--test", help="test file")
+    be.add_argument("--preset", choices=("slide-reference", "amazon-670k", "delicious-200k"),
+                    help="a generated data set with published dimensions instead of files")
+    be.add_argument("--scale", type=float, default=0.1, help="preset: fraction of its points (default 0.1)")
+    be.add_argument("--max_train", "--max-train", type=int, default=None, help="use the first N training points")
+    be.add_argument("--eval_size", "--eval-size", type=int, default=2000,
+                    help="test points evaluated (a fixed shuffle; default 2000)")
+    be.add_argument("--methods", default="slide,dense", help="comma-separated: slide,dense,sampled,label_tree")
+    be.add_argument("--mode", choices=("curve", "threads"), default="curve",
+                    help="curve: P@1 vs time; threads: throughput vs thread count")
+    be.add_argument("--threads", default="1,2", help="threads mode: thread counts (default 1,2)")
+    be.add_argument("--max_seconds", "--max-seconds", type=float, default=None,
+                    help="training-time budget per method in seconds (default: the epochs decide)")
+    be.add_argument("--eval_every", "--eval-every", type=float, default=60.0,
+                    help="evaluate every N seconds of training (default 60)")
+    be.add_argument("--n_negatives", "--n-negatives", type=int, default=None,
+                    help="sampled softmax: negatives per batch (default 1024)")
+    be.add_argument("--sampler", choices=("uniform", "log_uniform"), default=None,
+                    help="sampled softmax: negative distribution (default log_uniform)")
+    be.add_argument("--config", help="TOML file of model parameters")
+    be.add_argument("--out", default="bench", help="output folder (default: bench)")
+    _add_param_flags(be)
     pr = sub.add_parser("predict", help="top-k labels of every point of a file")
     pr.add_argument("model")
     pr.add_argument("input")
@@ -386,6 +426,55 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def cmd_bench(args) -> int:
+    from .bench import METHODS, run_bench
+
+    config = _read_config(args.config)
+    params = _params_from(args, config)
+    n_jobs = params.pop("n_jobs", None)
+    if n_jobs is None:
+        n_jobs = 2
+    for name in ("n_negatives", "sampler"):
+        if getattr(args, name) is not None:
+            params[name] = args.sampler if name == "sampler" else args.n_negatives
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.preset and args.train:
+        raise ParameterError("slide bench: give either --preset or TRAIN/--test files, not both.")
+    if args.preset:
+        data = {"preset": args.preset, "scale": args.scale}
+    else:
+        if not args.train or not args.test:
+            raise ParameterError("slide bench: give --preset NAME, or a TRAIN file and --test TEST.")
+        for f in (args.train, args.test):
+            if not Path(f).is_file():
+                raise DataFormatError(f"slide bench: {f} does not exist or is not a file.")
+        data = {"train": args.train, "test": args.test}
+    for name, v in (("max_train", args.max_train), ("eval_size", args.eval_size)):
+        if v is not None and v < 1:
+            raise ParameterError(f"--{name} must be a positive number of points. Got {v} instead.")
+    for name, v in (("max_seconds", args.max_seconds), ("eval_every", args.eval_every)):
+        if v is not None and not v > 0:
+            raise ParameterError(f"--{name} must be a positive number of seconds. Got {v} instead.")
+    if args.max_train:
+        data["max_train"] = args.max_train
+    data["eval_size"] = args.eval_size
+    data["random_state"] = params.pop("random_state", None) or 0
+    try:
+        threads = tuple(int(t) for t in args.threads.split(","))
+    except ValueError:
+        raise ParameterError(f"--threads must be a comma-separated list of ints. Got {args.threads!r}.") from None
+    if any(t < 1 for t in threads):
+        raise ParameterError(f"--threads must be positive. Got {args.threads!r}.")
+    if not methods or any(m not in METHODS for m in methods):
+        raise ParameterError(f"--methods must be a comma-separated subset of {','.join(METHODS)}. Got {args.methods!r}.")
+    res = run_bench(data, methods, params=params, n_jobs=int(n_jobs), max_seconds=args.max_seconds,
+                    eval_every=args.eval_every, mode=args.mode, threads=threads, out_dir=args.out)
+    for m, v in res.get("summary", {}).items():
+        print(m, json.dumps(v, default=float))
+    print(f"Wrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.png'}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -394,6 +483,8 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_predict(args)
     except SlideError as e:
         print(f"slide: error: {e}", file=sys.stderr)

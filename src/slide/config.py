@@ -24,6 +24,7 @@ class Param:
     high: float | None = None
     choices: tuple = ()
     low_open: bool = False  # low bound excluded
+    high_open: bool = False  # high bound excluded
     group: str = "training"
 
 
@@ -100,8 +101,9 @@ PARAMS: tuple[Param, ...] = (
        choices=("constant", "linear")),
     _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
        choices=("adam", "sgd")),
-    _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=1),
-    _p("beta2", 0.999, "float", "Adam second-moment decay", low=0, high=1),
+    # high bound excluded: 1 makes Adam's bias correction 1 - beta**t zero (ZeroDivisionError)
+    _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=1, high_open=True),
+    _p("beta2", 0.999, "float", "Adam second-moment decay", low=0, high=1, high_open=True),
     _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=0, low_open=True, high=1),
     _p("predict_mode", "exact", "choice", "'exact' (every output neuron) or 'lsh' (active set only)",
        choices=("exact", "lsh")),
@@ -122,7 +124,7 @@ def _range_text(p: Param, kind: str) -> str:
     lo = "(" if p.low_open else "["
     low = "-inf" if p.low is None else (int(p.low) if kind == "int" else p.low)
     high = "inf" if p.high is None else (int(p.high) if kind == "int" else p.high)
-    return f"{lo}{low}, {high}]"
+    return f"{lo}{low}, {high}{')' if p.high_open else ']'}"
 
 
 def _check_number(owner, p, value, kind):
@@ -134,7 +136,7 @@ def _check_number(owner, p, value, kind):
     if v != v:  # NaN
         _fail(owner, p, f"a number in {_range_text(p, kind)}", value)
     bad_low = p.low is not None and (v <= p.low if p.low_open else v < p.low)
-    bad_high = p.high is not None and v > p.high
+    bad_high = p.high is not None and (v >= p.high if p.high_open else v > p.high)
     if bad_low or bad_high:
         _fail(owner, p, f"{'an int' if kind == 'int' else 'a float'} in {_range_text(p, kind)}", value)
     return v
@@ -143,6 +145,9 @@ def _check_number(owner, p, value, kind):
 def validate_value(p: Param, value, owner: str = "SlideClassifier"):
     """Checked (and normalised) value of parameter ``p``; raises ParameterError otherwise."""
     k = p.kind
+    # Keyword values are matched only when the value is a str: ``value == "auto"`` or
+    # ``value in choices`` on a NumPy array raised "truth value of an array is ambiguous".
+    is_str = isinstance(value, str)
     if k in ("int", "float"):
         return _check_number(owner, p, value, k)
     if k == "bool":
@@ -150,15 +155,15 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
             return bool(value)
         _fail(owner, p, "a bool", value)
     if k == "choice":
-        if value in p.choices:
+        if is_str and value in p.choices:
             return value
         _fail(owner, p, "one of " + ", ".join(repr(c) for c in p.choices), value)
     if k == "int_auto":
-        if value == "auto":
+        if is_str and value == "auto":
             return value
         return _check_number(owner, p, value, "int")
     if k == "size_auto":
-        if value == "auto":
+        if is_str and value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
             _fail(owner, p, "'auto', a positive int (neurons) or a float in (0, 1) (fraction)"
@@ -177,7 +182,7 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
                 _fail(owner, p, f"a tuple of ints in [1, {int(p.high)}]", value)
         return tuple(int(v) for v in vals)
     if k == "layers":
-        if value in ("auto", "output", "all", "none"):
+        if is_str and value in ("auto", "output", "all", "none"):
             return value
         vals = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
         try:

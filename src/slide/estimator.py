@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -403,6 +404,17 @@ def _checkpointing(path, every):
         if every is not None:
             raise ParameterError("checkpoint_every needs a checkpoint_path.")
         return None
+    # Checked here, not at the first checkpoint write (after maybe hours of training): a missing
+    # folder was only reported then, and a folder as the path leaked an OSError from os.replace.
+    try:
+        target = Path(path)
+    except TypeError:
+        raise ParameterError(f"checkpoint_path must be a str or os.PathLike. Got {path!r} instead.") from None
+    if target.is_dir():
+        raise ParameterError(f"checkpoint_path {path} is a folder; expected a file path such as "
+                             f"{target / 'checkpoint.npz'}.")
+    if not target.parent.is_dir():
+        raise ParameterError(f"checkpoint_path {path}: the folder {target.parent} does not exist.")
     if every is None:
         return training.Checkpointing(str(path))
     if isinstance(every, str):

@@ -17,11 +17,22 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataFormatError
+
+try:
+    from lzma import LZMAError
+except ImportError:  # pragma: no cover  (Python built without lzma: zipfile cannot use it either)
+    LZMAError = ValueError
+
+# What zipfile / np.load raise on a damaged archive. Beyond the obvious ones, a damaged central
+# directory entry can name another compression method or set the encryption flag, which leaked
+# NotImplementedError / RuntimeError ("encrypted"), LZMAError or zlib.error before.
+_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error, LZMAError)
 
 FORMAT = "slide-model"
 FORMAT_VERSION = 1
@@ -38,6 +49,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise DataFormatError(f"cannot write {path}: the folder {directory} does not exist.")
+    if path.is_dir():  # os.replace would fail late with IsADirectoryError (e.g. `slide predict --out DIR`)
+        raise DataFormatError(f"cannot write {path}: it is a folder; expected a file path.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -83,7 +96,7 @@ def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    except _READ_ERRORS as e:
         raise DataFormatError(f"{path} is not a readable slide model file (truncated or corrupted?): {e}") from None
     if "__meta__" not in arrays:
         raise DataFormatError(f"{path} has no __meta__ entry: not a slide model file.")

@@ -245,10 +245,13 @@ def _write_checkpoint(model, progress: Progress, checkpoint: Checkpointing, time
     """Atomically replace the checkpoint, unless a weight is non-finite (then stop, keeping the
     previous checkpoint)."""
     if not weights_finite(model):
+        # last_batch is 0 until this run writes (or resumes from) a checkpoint: then there is no
+        # "last good checkpoint" to name (the path may not even exist), as in run()'s loss check
+        where = (f"the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), left untouched"
+                 if checkpoint.last_batch > 0 else "no checkpoint was written")
         raise TrainingError(
             f"A weight became non-finite by epoch {progress.epoch + 1}, batch {progress.batch} (step "
-            f"{model._step}); the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), "
-            "left untouched. Lower learning_rate, or check the input for huge values.")
+            f"{model._step}); {where}. Lower learning_rate, or check the input for huge values.")
     _add_phase_times(model, timers, rate)
     model._save(checkpoint.path, progress)
     checkpoint.mark(model._step)

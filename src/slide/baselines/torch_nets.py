@@ -1,0 +1,395 @@
+"""Dense and sampled-softmax baselines in PyTorch (CPU), matched to :class:`slide.SlideClassifier`.
+
+Matched means: the same layer sizes and initial weights (:func:`slide.network.init_weights`
+with the same ``random_state`` gives bit-identical starting arrays), the same loss
+(cross-entropy against the uniform distribution over a sample's labels, samples without labels
+skipped), dropout on the input's non-zeros and on hidden outputs, Adam with the same
+hyper-parameters and the same linear learning-rate decay over the planned steps, the same batch
+size and the same 'auto' epoch rule. As in SLIDE the batch loss is the *sum* over its samples
+(not the mean), so Adam's epsilon and the SGD step size mean the same in both. The first layer is an ``EmbeddingBag`` with per-sample
+weights whose gradient is sparse, updated by ``SparseAdam`` (lazy Adam on the touched rows, as
+SLIDE does); with every output neuron active the output layer's gradient is dense, so it gets
+ordinary Adam.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from ..config import PARAM_BY_NAME, Param, validate_value
+from ..data_checks import check_X, check_Y
+from ..errors import NotFittedError, ParameterError
+from ..metrics import evaluate
+from ..network import LayerSpec, init_weights
+from ..training import resolve_epochs
+
+# The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
+SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "normalize", "epochs",
+          "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2", "adam_epsilon",
+          "n_jobs", "random_state", "verbose")
+
+SAMPLED_PARAMS = (
+    Param("n_negatives", 1024, "int", "sampled softmax: negatives drawn per batch (shared by its samples)",
+          low=1, high=1 << 24),
+    Param("sampler", "log_uniform", "choice",
+          "sampled softmax: negative distribution, 'uniform' or 'log_uniform' (Zipf over labels ranked "
+          "by training frequency)", choices=("uniform", "log_uniform")),
+)
+
+# Rows of logits computed at once in prediction: bounds the (rows, n_labels) float32 block.
+PREDICT_BLOCK_FLOATS = 1 << 25
+
+
+class _Net(torch.nn.Module):
+    """``EmbeddingBag`` (sum, per-sample weights) + bias -> ReLU -> [Linear -> ReLU]* -> output rows."""
+
+    def __init__(self, Ws, bs, sparse_output: bool):
+        super().__init__()
+        self.first = torch.nn.EmbeddingBag(Ws[0].shape[0], Ws[0].shape[1], mode="sum", sparse=True)
+        with torch.no_grad():
+            self.first.weight.copy_(torch.from_numpy(Ws[0]))  # (n_features, hidden): input-major, as SLIDE
+        self.first_bias = torch.nn.Parameter(torch.from_numpy(bs[0].copy()))
+        self.hidden = torch.nn.ModuleList()
+        for W, b in zip(Ws[1:-1], bs[1:-1]):
+            lin = torch.nn.Linear(W.shape[1], W.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(W))
+                lin.bias.copy_(torch.from_numpy(b))
+            self.hidden.append(lin)
+        # Output layer as (n_labels, hidden) rows; in the sampled model its rows are gathered with
+        # F.embedding(sparse=True) so only the candidates' rows get gradients and Adam updates.
+        self.out_weight = torch.nn.Parameter(torch.from_numpy(Ws[-1].copy()))
+        # bias kept as an (n_labels, 1) column so it can be gathered like the weight rows
+        self.out_bias = torch.nn.Parameter(torch.from_numpy(bs[-1].copy())[:, None].contiguous())
+        self.sparse_output = sparse_output
+
+    def hidden_output(self, idx, offsets, weights, dropout: float):
+        h = F.relu(self.first(idx, offsets, per_sample_weights=weights) + self.first_bias)
+        if dropout > 0:
+            h = F.dropout(h, dropout, self.training)
+        for lin in self.hidden:
+            h = F.relu(lin(h))
+            if dropout > 0:
+                h = F.dropout(h, dropout, self.training)
+        return h
+
+    def logits(self, h, candidates=None):
+        if candidates is None:
+            return F.linear(h, self.out_weight, self.out_bias[:, 0])
+        W = F.embedding(candidates, self.out_weight, sparse=True)
+        b = F.embedding(candidates, self.out_bias, sparse=True)[:, 0]
+        return h @ W.T + b
+
+
+def _batch_tensors(X: sp.csr_matrix, rows: np.ndarray, input_dropout: float, rng):
+    Xb = X[rows]
+    idx, w, ptr = Xb.indices, Xb.data, Xb.indptr
+    if input_dropout > 0:
+        # same rule as slide.kernels.layers.load_input: drop non-zeros, scale survivors
+        keep = rng.random(w.size) >= input_dropout
+        w = w[keep] * np.float32(1.0 / (1.0 - input_dropout))
+        idx = idx[keep]
+        ptr = np.concatenate(([0], np.cumsum(keep)))[ptr]
+    return (torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(ptr[:-1].astype(np.int64)),
+            torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)))
+
+
+class DenseClassifier:
+    """The network of a :class:`slide.SlideClassifier` trained densely (every output neuron active)
+    with PyTorch. Parameters are the SlideClassifier parameters that apply here, with the same
+    names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, init_scale,
+    normalize, epochs, batch_size, learning_rate, lr_schedule, optimizer, beta1, beta2,
+    adam_epsilon, n_jobs, random_state, verbose``.
+
+    Attributes (after fit): ``n_features_in_``, ``n_labels_``, ``history_`` (one record per
+    epoch), ``n_iter_``, ``network_`` (the ``torch.nn.Module``).
+    """
+
+    _extra: tuple[Param, ...] = ()
+    _method = "dense"
+
+    def __init__(self, *, hidden_layer_sizes=(512,), dropout=0.5, input_dropout=0.5, init_scale=1.0,
+                 normalize="l2", epochs="auto", batch_size=128, learning_rate=3e-3, lr_schedule="linear",
+                 optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8, n_jobs=None,
+                 random_state=None, verbose=0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.init_scale = init_scale
+        self.normalize = normalize
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.optimizer = optimizer
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.adam_epsilon = adam_epsilon
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _param_table(self) -> list[Param]:
+        return [PARAM_BY_NAME[n] for n in SHARED] + list(self._extra)
+
+    def get_params(self, deep=True) -> dict:
+        return {p.name: getattr(self, p.name) for p in self._param_table()}
+
+    def set_params(self, **params):
+        known = {p.name: p for p in self._param_table()}
+        for k, v in params.items():
+            if k not in known:
+                raise ParameterError(f"Unknown parameter {k!r} of {type(self).__name__}. Known: "
+                                     f"{', '.join(known)}.")
+            validate_value(known[k], v, type(self).__name__)
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {p.name: getattr(self, p.name) for p in self._param_table() if getattr(self, p.name) != p.default}
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
+    def _validated(self) -> dict:
+        owner = type(self).__name__
+        p = {q.name: validate_value(q, getattr(self, q.name), owner) for q in self._param_table()}
+        if not p["hidden_layer_sizes"]:
+            raise ParameterError(f"The 'hidden_layer_sizes' parameter of {owner} must name at least one "
+                                 f"hidden layer. Got {self.hidden_layer_sizes!r} instead.")
+        return p
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, Y, *, eval_set=None, eval_k=5, callback=None, batch_callback=None,
+            batch_callback_every=100):
+        """Train on X (n, n_features) and binary Y (n, n_labels); same arguments and records as
+        :meth:`slide.SlideClassifier.fit` (``batch_callback`` time is not counted as training
+        time; returning True from a callback stops training). Returns self."""
+        p = self._validated()
+        X = check_X(X, name="X", normalize=p["normalize"])
+        Y = check_Y(Y, n_rows=X.shape[0], name="Y")
+        if eval_set is not None:
+            if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+                raise ParameterError("eval_set must be a pair (X_val, Y_val).")
+            Xv = check_X(eval_set[0], name="eval_set[0]", n_features=X.shape[1], normalize=p["normalize"])
+            eval_set = (Xv, check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=Y.shape[1], name="eval_set[1]"))
+        if batch_callback is not None and (isinstance(batch_callback_every, bool)
+                                           or not isinstance(batch_callback_every, (int, np.integer))
+                                           or batch_callback_every < 1):
+            raise ParameterError(f"batch_callback_every must be a positive int (batches). Got "
+                                 f"{batch_callback_every!r} instead.")
+        trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
+        if trainable.size == 0:
+            raise ParameterError("Y has no sample with a label: there is nothing to train on.")
+        seed = p["random_state"]
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        rng = np.random.default_rng(seed)
+        sizes = [X.shape[1], *p["hidden_layer_sizes"], Y.shape[1]]
+        specs = [LayerSpec(n_in=a, n_out=b, lsh=False) for a, b in zip(sizes[:-1], sizes[1:])]
+        Ws, bs = init_weights(specs, rng, p["init_scale"])  # the same arrays SlideClassifier starts from
+        torch.manual_seed(seed)
+        self.network_ = _Net(Ws, bs, sparse_output=self._method != "dense")
+        del Ws, bs
+        self.n_features_in_, self.n_labels_ = X.shape[1], Y.shape[1]
+        self._p = p
+        self._prepare(Y, p, rng)
+        opts = self._optimizers(p)
+        bsz = p["batch_size"]
+        n_batches = -(-trainable.size // bsz)
+        n_epochs = resolve_epochs(p["epochs"], n_batches)
+        total = n_batches * n_epochs
+        self.history_ = []
+        n_threads = _resolve_threads(p["n_jobs"])
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        step, seen, train_seconds = 0, 0, 0.0
+        try:
+            for epoch in range(n_epochs):
+                order = trainable[rng.permutation(trainable.size)]
+                t_epoch, loss_sum = time.perf_counter(), 0.0
+                self.network_.train()
+                for bi in range(n_batches):
+                    rows = order[bi * bsz:(bi + 1) * bsz]
+                    step += 1
+                    lr = p["learning_rate"]
+                    if p["lr_schedule"] == "linear":
+                        lr *= max(0.0, 1.0 - (step - 1) / total)
+                    for o in opts:
+                        for g in o.param_groups:
+                            g["lr"] = lr
+                    loss = self._batch_loss(X, Y, rows, p, rng)
+                    for o in opts:
+                        o.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for o in opts:
+                        o.step()
+                    loss_sum += loss.item()
+                    seen += rows.size
+                    if not math.isfinite(loss_sum):
+                        from ..errors import TrainingError
+
+                        raise TrainingError(f"The training loss of {type(self).__name__} became non-finite in "
+                                            f"epoch {epoch + 1}, batch {bi + 1}; lower learning_rate.")
+                    if batch_callback is not None and step % batch_callback_every == 0:
+                        t_cb = time.perf_counter()
+                        stop = batch_callback({"epoch": epoch + 1, "batch": bi + 1, "step": step,
+                                               "samples_seen": seen,
+                                               "train_seconds": train_seconds + t_cb - t_epoch})
+                        t_epoch += time.perf_counter() - t_cb
+                        self.network_.train()
+                        if stop:
+                            self.n_iter_ = len(self.history_)
+                            return self
+                ep = time.perf_counter() - t_epoch
+                train_seconds += ep
+                rec = {"epoch": epoch + 1, "loss": loss_sum / trainable.size, "epoch_seconds": ep,
+                       "train_seconds": train_seconds, "samples_seen": seen,
+                       "samples_per_second": trainable.size / ep}
+                if eval_set is not None:
+                    t0 = time.perf_counter()
+                    top = self.predict(eval_set[0], k=eval_k)
+                    rec.update(evaluate(eval_set[1], top, ks=tuple(k for k in (1, 3, 5) if k <= eval_k)))
+                    rec["eval_seconds"] = time.perf_counter() - t0
+                self.history_.append(rec)
+                if p["verbose"]:
+                    print(f"{self._method} epoch {epoch + 1}/{n_epochs} loss {rec['loss']:.4f} "
+                          + " ".join(f"{k} {rec[k]:.4f}" for k in ("P@1", "P@5") if k in rec)
+                          + f" {rec['samples_per_second']:,.0f} samples/s", file=sys.stderr, flush=True)
+                if callback is not None and callback(rec):
+                    break
+        finally:
+            torch.set_num_threads(old_threads)
+        self.n_iter_ = len(self.history_)
+        return self
+
+    def _prepare(self, Y, p, rng) -> None:
+        pass
+
+    def _optimizers(self, p):
+        net = self.network_
+        sparse = [net.first.weight] + ([net.out_weight, net.out_bias] if net.sparse_output else [])
+        dense = [q for q in net.parameters() if all(q is not s for s in sparse)]
+        if p["optimizer"] == "sgd":
+            return [torch.optim.SGD(sparse + dense, lr=p["learning_rate"])]
+        kw = dict(lr=p["learning_rate"], betas=(p["beta1"], p["beta2"]), eps=p["adam_epsilon"])
+        return [torch.optim.SparseAdam(sparse, **kw), torch.optim.Adam(dense, **kw)]
+
+    @staticmethod
+    def _targets(Y, rows):
+        """(row position, label id, weight 1/|labels|) of every label of the batch's samples."""
+        Yb = Y[rows]
+        counts = np.diff(Yb.indptr)
+        pos = np.repeat(np.arange(rows.size), counts)
+        return pos, Yb.indices.astype(np.int64), (1.0 / counts[pos]).astype(np.float32)
+
+    def _batch_loss(self, X, Y, rows, p, rng):
+        idx, off, w = _batch_tensors(X, rows, p["input_dropout"], rng)
+        h = self.network_.hidden_output(idx, off, w, p["dropout"])
+        logp = F.log_softmax(self.network_.logits(h), dim=1)
+        pos, lab, tw = self._targets(Y, rows)
+        return -(logp[torch.from_numpy(pos), torch.from_numpy(lab)] * torch.from_numpy(tw)).sum()
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self):
+        if not hasattr(self, "network_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, Y) first.")
+
+    def predict_topk(self, X, k=5):
+        """(labels, scores): the k highest-scoring labels per row (exact over all labels), best first."""
+        self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_labels_:
+            raise ParameterError(f"k must be an int in [1, {self.n_labels_}]. Got {k!r} instead.")
+        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self._p["normalize"])
+        n = X.shape[0]
+        out_i = np.empty((n, k), np.int64)
+        out_v = np.empty((n, k), np.float32)
+        block = max(1, PREDICT_BLOCK_FLOATS // self.n_labels_)
+        old = torch.get_num_threads()
+        torch.set_num_threads(_resolve_threads(self._p["n_jobs"]))
+        self.network_.eval()
+        try:
+            with torch.no_grad():
+                for s in range(0, n, block):
+                    rows = np.arange(s, min(n, s + block))
+                    idx, off, w = _batch_tensors(X, rows, 0.0, None)
+                    z = self.network_.logits(self.network_.hidden_output(idx, off, w, 0.0))
+                    v, i = torch.topk(z, k, dim=1)
+                    out_i[s:s + rows.size] = i.numpy()
+                    out_v[s:s + rows.size] = v.numpy()
+        finally:
+            torch.set_num_threads(old)
+        return out_i, out_v
+
+    def predict(self, X, k=5) -> np.ndarray:
+        """(n, k) label ids, best first."""
+        return self.predict_topk(X, k)[0]
+
+
+class SampledSoftmaxClassifier(DenseClassifier):
+    """The same network trained with a sampled softmax: per batch, the candidates are the batch's
+    true labels and ``n_negatives`` ids drawn (with replacement, duplicates merged) from
+    ``sampler``; each candidate's logit is lowered by log P(candidate drawn), the usual correction
+    that makes the sampled loss estimate the full one; for each sample the other samples' labels
+    that were not drawn are left out (they are not a sample from the proposal). Prediction is exact.
+    Extra parameters: ``n_negatives`` (1024) and ``sampler`` ('log_uniform' or 'uniform')."""
+
+    _extra = SAMPLED_PARAMS
+    _method = "sampled"
+
+    def __init__(self, *, n_negatives=1024, sampler="log_uniform", **kw):
+        super().__init__(**kw)
+        self.n_negatives = n_negatives
+        self.sampler = sampler
+
+    def _prepare(self, Y, p, rng) -> None:
+        L = Y.shape[1]
+        freq = np.bincount(Y.indices, minlength=L)
+        if p["sampler"] == "uniform":
+            q = np.full(L, 1.0 / L)
+            self._rank_to_id = np.arange(L, dtype=np.int64)
+        else:
+            # log-uniform (Zipf) over labels ranked by training frequency, most frequent first
+            self._rank_to_id = np.argsort(-freq, kind="stable").astype(np.int64)
+            r = np.arange(L, dtype=np.float64)
+            q_rank = np.log((r + 2.0) / (r + 1.0)) / np.log(L + 1.0)
+            q = np.empty(L)
+            q[self._rank_to_id] = q_rank
+        m = p["n_negatives"]
+        # P(label in the merged sample of m draws) = 1 - (1 - q)^m
+        self._log_inclusion = torch.from_numpy(np.log(-np.expm1(m * np.log1p(-q))).astype(np.float32))
+
+    def _draw(self, rng, sampler, m, L):
+        if sampler == "uniform":
+            ranks = rng.integers(0, L, size=m)
+        else:  # inverse CDF of P(r) = log((r+2)/(r+1)) / log(L+1)
+            ranks = np.minimum(np.floor(np.exp(rng.random(m) * np.log(L + 1.0))).astype(np.int64) - 1, L - 1)
+        return np.unique(self._rank_to_id[ranks])
+
+    def _batch_loss(self, X, Y, rows, p, rng):
+        idx, off, w = _batch_tensors(X, rows, p["input_dropout"], rng)
+        h = self.network_.hidden_output(idx, off, w, p["dropout"])
+        pos, lab, tw = self._targets(Y, rows)
+        drawn = self._draw(rng, p["sampler"], p["n_negatives"], Y.shape[1])
+        cand = np.union1d(lab, drawn)
+        allowed = np.zeros((rows.size, cand.size), bool)
+        allowed[:, np.isin(cand, drawn, assume_unique=True)] = True
+        col = np.searchsorted(cand, lab)
+        allowed[pos, col] = True
+        c = torch.from_numpy(cand)
+        z = self.network_.logits(h, c) - self._log_inclusion[c]
+        z = z.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        logp = F.log_softmax(z, dim=1)
+        return -(logp[torch.from_numpy(pos), torch.from_numpy(col)] * torch.from_numpy(tw)).sum()
+
+
+def _resolve_threads(n_jobs) -> int:
+    from ..estimator import resolve_n_jobs
+
+    return resolve_n_jobs(n_jobs)
