@@ -41,7 +41,8 @@ LABELS = {"slide": "SLIDE (this library, LSH-sparse)", "dense": "dense full soft
 def load_data(data: dict):
     """(X, Y, X_eval, Y_eval, name) from a data description: ``{"preset": name, "scale": s}``
     or ``{"train": path, "test": path}``, plus ``max_train`` (first N training points),
-    ``eval_size`` (test points, a fixed shuffle) and ``random_state``."""
+    ``eval_size`` (test points: a fixed shuffle, or the first ones with ``eval_first``) and
+    ``random_state``."""
     seed = int(data.get("random_state", 0))
     if data.get("preset"):
         from .datasets import preset
@@ -58,7 +59,10 @@ def load_data(data: dict):
     if data.get("max_train"):
         X, Y = X[: int(data["max_train"])], Y[: int(data["max_train"])]
     n_eval = min(Xt.shape[0], int(data.get("eval_size", 2000)))
-    pick = np.sort(np.random.default_rng(seed).permutation(Xt.shape[0])[:n_eval])
+    if data.get("eval_first"):
+        pick = np.arange(n_eval)  # the first points, as a published protocol may ask
+    else:
+        pick = np.sort(np.random.default_rng(seed).permutation(Xt.shape[0])[:n_eval])
     return X, Y, Xt[pick], Yt[pick], name
 
 
@@ -92,7 +96,8 @@ def make_estimator(method: str, params: dict, n_jobs: int):
     if method == "slide":
         from .estimator import SlideClassifier
 
-        return SlideClassifier(**params, n_jobs=n_jobs)
+        # sampled-softmax settings (n_negatives, sampler) are not SLIDE parameters
+        return SlideClassifier(**{k: v for k, v in params.items() if k in PARAM_BY_NAME}, n_jobs=n_jobs)
     from . import baselines
 
     if method == "dense":
@@ -324,6 +329,7 @@ def plot(result: dict, path: str) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib is not installed: bench.png skipped (pip install 'slide[plot]').", file=sys.stderr)
         return
@@ -335,13 +341,15 @@ def plot(result: dict, path: str) -> None:
     if result["mode"] == "curve":
         for m, pts in by.items():
             ev = sorted((p for p in pts if "P@1" in p), key=lambda p: p["train_seconds"])
-            if len(ev) == 1:
-                ax.plot([ev[0]["train_seconds"]], [ev[0]["P@1"]], "o", label=LABELS.get(m, m))
-            else:
-                ax.plot([p["train_seconds"] for p in ev], [p["P@1"] for p in ev], marker="o", ms=3,
-                        label=f"{LABELS.get(m, m)}, {ev[-1]['samples_per_second']:,.0f} samples/s")
+            if not ev:
+                continue
+            ax.plot([p["train_seconds"] for p in ev], [p["P@1"] for p in ev], marker="o",
+                    ms=3 if len(ev) > 1 else 7,
+                    label=f"{LABELS.get(m, m)}, {ev[-1]['samples_per_second']:,.0f} samples/s")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("training time (seconds, log scale; evaluation excluded)")
+        ax.set_ylim(bottom=0)  # P@1 from 0: a tiny range would make equal methods look apart
         ax.set_ylabel(f"precision@1 on {by[next(iter(by))][0]['n_eval']:,} test points")
         threads = f"{result['n_jobs']} threads each"
     else:

@@ -399,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--max_train", "--max-train", type=int, default=None, help="use the first N training points")
     be.add_argument("--eval_size", "--eval-size", type=int, default=2000,
                     help="test points evaluated (a fixed shuffle; default 2000)")
+    be.add_argument("--eval_first", "--eval-first", action="store_true",
+                    help="evaluate on the first --eval_size test points instead of a fixed shuffle")
     be.add_argument("--methods", default="slide,dense", help="comma-separated: slide,dense,sampled,label_tree")
     be.add_argument("--mode", choices=("curve", "threads"), default="curve",
                     help="curve: P@1 vs time; threads: throughput vs thread count")
@@ -458,6 +460,8 @@ def cmd_bench(args) -> int:
     if args.max_train:
         data["max_train"] = args.max_train
     data["eval_size"] = args.eval_size
+    if args.eval_first:
+        data["eval_first"] = True
     data["random_state"] = params.pop("random_state", None) or 0
     try:
         threads = tuple(int(t) for t in args.threads.split(","))

@@ -94,6 +94,9 @@ def resolve_specs(p: dict, n_features: int, n_labels: int) -> list[LayerSpec]:
     return specs
 
 
+AUTO_BUCKET_CAP = 256
+
+
 def _count(value, n_out: int, auto: int) -> int:
     """A neuron count given as 'auto', a fraction (< 1) of the layer, or a number."""
     if value == "auto":
@@ -127,9 +130,12 @@ def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
     else:
         bits = min(p["bucket_bits"], K * cb)
     if p["bucket_size"] == "auto":
-        # room for ~1.25x the mean load; fuller buckets keep a uniform sample (reservoir)
+        # room for ~1.25x the mean load; fuller buckets keep a uniform sample (reservoir).
+        # Capped at 256: selection scans L * bucket_size ids per sample, so on big layers uncapped
+        # buckets made it the slowest phase (amazon-670k: 1024-id buckets, 3.4x the selection
+        # time of 256 for the same P@1 after 2 epochs; benchmarks/RESULTS.md).
         load = n_out / float(1 << bits)
-        bsize = int(min(1 << 14, max(16, 2 ** math.ceil(math.log2(1.25 * load + 1)))))
+        bsize = int(min(AUTO_BUCKET_CAP, max(16, 2 ** math.ceil(math.log2(1.25 * load + 1)))))
     else:
         bsize = p["bucket_size"]
     if p["hash_family"] == "wta" or p["hash_family"] == "dwta":

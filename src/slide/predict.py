@@ -97,7 +97,7 @@ def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_thread
                 in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, t, x_idx, x_val, p1 - p0)
                 if net.is_lsh[l] != 0:
                     hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
-                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng, False)
+                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng, False, rng)
                 else:
                     n_act = net.sizes[l + 1]
                 set_n_active(work, t, l, n_act)

@@ -69,11 +69,15 @@ def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
     codes_to_keys(hp, codes, work.keys[l][t])
 
 
+PAD_STREAM = 1 << 40  # stream numbers of the shared padding; per-sample streams are numbered by slot
+
+
 @njit(cache=True)
-def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad):
+def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
     """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
     first, then retrieved ids (together the "head", whose size goes to work.n_head[s, l]), then,
-    if ``pad``, distinct uniformly random ids up to min_active. Returns its size."""
+    if ``pad``, distinct uniformly random ids drawn from ``pad_rng`` up to min_active. Returns its
+    size."""
     tag = work.tags[t] + 1
     work.tags[t] = tag
     out = work.act_ids[l][s]
@@ -91,7 +95,7 @@ def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad):
     work.n_head[s, l] = n
     if not pad:
         return n
-    return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, rng)
+    return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, pad_rng)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -105,6 +109,7 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
     empty = np.empty(0, np.int32)
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
+        pad_rng = np.empty(1, np.uint64)
         for s in range(t, B, n_threads):
             r = rows[s]
             rng[0] = stream_seed(seed, batch_no, s)
@@ -120,10 +125,15 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
                     c0 = cycles()
                     hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
                     c1 = cycles()
+                    # Random padding is drawn from one stream per batch and layer, so every sample
+                    # of the batch gets (nearly) the same padding ids, as sampled softmax shares its
+                    # negatives: per-sample padding touched ~batch x padding distinct rows, and the
+                    # optimiser pass (memory-bound, one pass over every touched row) paid for them.
+                    pad_rng[0] = stream_seed(seed, batch_no, PAD_STREAM + l)
                     if l == out_l:
-                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, True)
+                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, True, pad_rng)
                     else:
-                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng, True)
+                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng, True, pad_rng)
                     timers[t, PH_HASH] += c1 - c0
                     timers[t, PH_SELECT] += cycles() - c1
                 else:
