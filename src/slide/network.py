@@ -96,6 +96,31 @@ def resolve_specs(p: dict, n_features: int, n_labels: int) -> list[LayerSpec]:
 
 AUTO_BUCKET_CAP = 256
 
+# Kernel arrays start on a 64-byte boundary. Vectorised loops (Numba with fastmath, NumPy's
+# pairwise sums) peel a few elements to reach alignment, so the order of a float sum -- and its
+# last bits -- depended on where malloc or np.load happened to place an array: a resumed run
+# could drift from the uninterrupted one by 1e-7. Same alignment everywhere, same sums.
+ALIGN = 64
+
+
+def azeros(shape, dtype=np.float32) -> np.ndarray:
+    """np.zeros(shape, dtype) starting on an ALIGN-byte boundary."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.zeros(n + ALIGN, np.uint8)
+    off = (-buf.ctypes.data) % ALIGN
+    return buf[off:off + n].view(dtype).reshape(shape)
+
+
+def aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if C-contiguous and ALIGN-aligned, else an aligned copy."""
+    if a.flags.c_contiguous and a.ctypes.data % ALIGN == 0:
+        return a
+    out = azeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
 
 def _count(value, n_out: int, auto: int) -> int:
     """A neuron count given as 'auto', a fraction (< 1) of the layer, or a number."""
@@ -161,8 +186,10 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
     for l, s in enumerate(specs):
         a = init_scale * np.sqrt(6.0 / (s.n_in + s.n_out)) if l > 0 else init_scale * np.sqrt(6.0 / (s.n_out + 1))
         shape = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
-        Ws.append(rng.uniform(-a, a, size=shape).astype(np.float32))
-        bs.append(np.zeros(s.n_out, np.float32))
+        W = azeros(shape)
+        W[...] = rng.uniform(-a, a, size=shape)  # same values as before: float64 draws rounded
+        Ws.append(W)
+        bs.append(azeros(s.n_out))
     return Ws, bs
 
 
@@ -172,15 +199,15 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
     ``input_dropout`` to the input's non-zeros (training only)."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
     adam = optimizer == "adam"
-    z2 = lambda W: np.zeros_like(W) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
-    z1 = lambda b: np.zeros_like(b) if adam else np.zeros(0, np.float32)  # noqa: E731
+    z2 = lambda W: azeros(W.shape) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
+    z1 = lambda b: azeros(b.shape) if adam else np.zeros(0, np.float32)  # noqa: E731
     return Net(
         sizes=sizes,
         is_lsh=np.array([int(s.lsh) for s in specs], np.int64),
         dropout=np.array([dropout] * (len(specs) - 1) + [0.0], np.float32),
         input_dropout=float(input_dropout),
-        W=_tl(Ws),
-        b=_tl(bs),
+        W=_tl(aligned(W) for W in Ws),
+        b=_tl(aligned(b) for b in bs),
         mW=_tl(z2(W) for W in Ws),
         vW=_tl(z2(W) for W in Ws),
         mb=_tl(z1(b) for b in bs),
@@ -203,7 +230,7 @@ def make_grad(specs: list[LayerSpec], n_threads: int, batch_size: int, max_label
         rows.append(np.zeros(min(n_rows, n_ent), i64))
         ent_s.append(np.zeros(n_ent, i64))
         ent_k.append(np.zeros(n_ent, i64))
-        g.append(np.zeros((n_threads, row_len), np.float32))
+        g.append(azeros((n_threads, row_len)))
         gb.append(np.zeros(s.n_out if l == 0 else 0, np.float32))
         mark.append(np.zeros(s.n_out if l == 0 else 0, np.uint8))
     return Grad(count=_tl(count), start=_tl(start), rows=_tl(rows), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
@@ -258,9 +285,9 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
     for l, s in enumerate(specs):
         cap = s.active_cap(max_labels)
         act_ids.append(np.zeros((S, cap), i32))
-        act.append(np.zeros((S, cap), f32))
-        delta.append(np.zeros((S, cap), f32))
-        dinput.append(np.zeros((T, s.n_in if l > 0 else 0), f32))
+        act.append(azeros((S, cap), f32))
+        delta.append(azeros((S, cap), f32))
+        dinput.append(azeros((T, s.n_in if l > 0 else 0), f32))
         hp = hps[l]
         on = s.lsh
         stamp.append(np.zeros((T, s.n_out if on else 0), i64))
@@ -269,13 +296,13 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
         codes.append(np.zeros((T, s.K * s.L if on else 0), i64))
         keys.append(np.zeros((T, s.L if on else 0), i64))
         order.append(np.zeros((T, s.L if on else 0), i64))
-        qbuf.append(np.zeros((T, s.hash_dim if on else 0), f32))
+        qbuf.append(azeros((T, s.hash_dim if on else 0), f32))
         nq = ((max_nnz if l == 0 else s.n_in) + 1) if on else 0
         qidx.append(np.zeros((T, nq), i32))
         qval.append(np.zeros((T, nq), f32))
         hscr.append(make_scratch(hp, T))
     return Work(
-        x_idx=np.zeros((S, max_nnz), i32), x_val=np.zeros((S, max_nnz), f32), x_n=np.zeros(S, i64),
+        x_idx=np.zeros((S, max_nnz), i32), x_val=azeros((S, max_nnz), f32), x_n=np.zeros(S, i64),
         act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
         n_head=np.zeros((S, len(specs)), i64),
         dinput=_tl(dinput), stamp=_tl(stamp), count=_tl(count), cand=_tl(cand), codes=_tl(codes),
