@@ -15,7 +15,6 @@ from slide import SlideClassifier
 from slide.config import validate_params
 from slide.data_checks import check_X, check_Y
 from slide.kernels import train as K
-from slide.kernels.optim import ADAM, SGD
 from slide.network import init_weights, resolve_specs
 from slide.training import optimizer_step
 
@@ -221,7 +220,6 @@ def test_gradients_with_every_neuron_active_match_finite_differences():
     X, Y = _problem(n=6, d=12, n_labels=7)
     clf, p = _setup(X, Y, optimizer="sgd", learning_rate=1.0, batch_size=6, hidden_layer_sizes=(5, 4),
                     lsh_layers="none")
-    specs = clf.layer_specs_
     W0 = [w.astype(np.float64) for w in clf._net.W]
     b0 = [v.astype(np.float64) for v in clf._net.b]
     rows = np.arange(6, dtype=np.int64)
