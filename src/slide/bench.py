@@ -357,9 +357,13 @@ def plot(result: dict, path: str) -> None:
             pts = sorted(pts, key=lambda p: p["n_jobs"])
             ax.plot([p["n_jobs"] for p in pts], [p["samples_per_second"] for p in pts], marker="o",
                     label=LABELS.get(m, m))
+        ax.set_xticks(sorted({p["n_jobs"] for p in result["points"]}))  # whole threads only
         ax.set_xlabel("threads")
-        ax.set_ylabel("training throughput (samples per second)")
+        ax.set_ylabel("training throughput (samples per second, log scale)")
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         threads = "throughput vs threads"
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
