@@ -117,13 +117,13 @@ def make_estimator(method: str, params: dict, n_jobs: int):
 def theoretical_bytes(method: str, clf, n_features: int, n_labels: int, params: dict) -> dict:
     """Sizes of the arrays a method's training needs by definition (weights, optimiser state,
     hash tables), to set peak RSS against."""
-    sizes = [n_features, *params.get("hidden_layer_sizes", (512,)), n_labels]
-    w = sum(a * b * 4 + b * 4 for a, b in zip(sizes[:-1], sizes[1:]))
-    adam = params.get("optimizer", "adam") == "adam"
-    out = {"weights": w, "optimizer_state": 2 * w if adam else 0, "hash_tables": 0}
-    if method == "slide":
-        est = clf.estimate_memory(n_features, n_labels)
-        out["hash_tables"] = est["hash_tables"]
+    from .estimator import SlideClassifier
+
+    # the baselines are the same network without tables: SLIDE's estimate with no LSH layer
+    net = clf if method == "slide" else SlideClassifier(
+        **{k: v for k, v in params.items() if k in ("hidden_layer_sizes", "optimizer")}, lsh_layers="none")
+    est = net.estimate_memory(n_features, n_labels)
+    out = {k: est[k] for k in ("weights", "optimizer_state", "hash_tables")}
     out["total"] = sum(out.values())
     return out
 
@@ -144,14 +144,14 @@ def run_method(spec: dict) -> list[dict]:
     base = {"method": method, "n_jobs": spec["n_jobs"], "dataset": name, "n_train": int(X.shape[0]),
             "n_eval": int(Xe.shape[0])}
     state = {"next_eval": every if every else float("inf")}
-    n_evals = spec.get("evaluate", True)
+    evaluating = spec.get("evaluate", True)
 
     def point(rec, final=False):
         r = dict(base, epoch=rec.get("epoch"), train_seconds=rec["train_seconds"],
                  samples_seen=rec["samples_seen"],
                  samples_per_second=rec["samples_seen"] / max(rec["train_seconds"], 1e-9),
                  peak_rss_bytes=_peak_rss_bytes(), final=final)
-        if n_evals:
+        if evaluating:
             top = clf.predict(Xe, k=5)
             m = evaluate(Ye, top, ks=(1, 5))
             r.update({"P@1": m["P@1"], "P@5": m["P@5"]})
@@ -162,7 +162,10 @@ def run_method(spec: dict) -> list[dict]:
                   f"{r['samples_per_second']:,.0f} samples/s", file=sys.stderr, flush=True)
         return r
 
+    last = {}  # the latest batch record: where a budget stop left the run
+
     def on_batch(rec):
+        last.update(rec)
         ts = rec["train_seconds"]
         if budget is not None and ts >= budget:
             return True
@@ -171,21 +174,14 @@ def run_method(spec: dict) -> list[dict]:
             state["next_eval"] = ts + every
         return False
 
-    last = {}
-
-    def on_batch_tracking(rec):
-        last.update(rec)
-        return on_batch(rec)
-
     if method == "label_tree":
         t0 = time.perf_counter()
         clf.fit(X, Y)
-        last = {"train_seconds": time.perf_counter() - t0, "samples_seen": X.shape[0], "epoch": 1}
+        last.update(train_seconds=time.perf_counter() - t0, samples_seen=X.shape[0], epoch=1)
     else:
-        clf.fit(X, Y, batch_callback=on_batch_tracking, batch_callback_every=1)
+        clf.fit(X, Y, batch_callback=on_batch, batch_callback_every=1)
         if clf.history_ and clf.history_[-1]["samples_seen"] >= last.get("samples_seen", 0):
-            h = clf.history_[-1]  # ended at an epoch boundary: the epoch record has the final time
-            last = {"train_seconds": h["train_seconds"], "samples_seen": h["samples_seen"], "epoch": h["epoch"]}
+            last.update(clf.history_[-1])  # ended at an epoch boundary: its record has the final time
     final = point(last, final=True)
     final["load_seconds"] = load_seconds
     final["rss_after_data_bytes"] = rss_data
@@ -242,7 +238,8 @@ def run_bench(data: dict, methods=("slide", "dense"), *, params=None, method_par
 
     ``params``: estimator parameters shared by every method (e.g. ``hidden_layer_sizes``,
     ``epochs``); ``method_params``: per-method extras, e.g. ``{"sampled": {"n_negatives": 2048}}``.
-    ``max_seconds``: training-time budget per method (None: the epochs decide)."""
+    ``max_seconds``: training-time budget per method (None: the epochs decide; in threads mode
+    with 'auto' epochs, 60 s per run)."""
     methods = check_methods(methods)
     if mode not in ("curve", "threads"):
         raise ParameterError(f"mode must be 'curve' or 'threads'. Got {mode!r} instead.")

@@ -87,7 +87,7 @@ def _params_from(args, config: dict) -> dict:
     for p in PARAMS:
         raw = getattr(args, p.name, None)
         if raw is not None:
-            params[p.name] = validate_value(p, _parse_flag(p, raw), owner="slide train (flag --" + p.name + ")")
+            params[p.name] = validate_value(p, _parse_flag(p, raw), owner=f"slide {args.command} (flag --{p.name})")
     return params
 
 
@@ -436,9 +436,9 @@ def cmd_bench(args) -> int:
     n_jobs = params.pop("n_jobs", None)
     if n_jobs is None:
         n_jobs = 2
-    for name in ("n_negatives", "sampler"):
+    for name in ("n_negatives", "sampler"):  # sampled-softmax settings; the other methods ignore them
         if getattr(args, name) is not None:
-            params[name] = args.sampler if name == "sampler" else args.n_negatives
+            params[name] = getattr(args, name)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.preset and args.train:
         raise ParameterError("slide bench: give either --preset or TRAIN/--test files, not both.")

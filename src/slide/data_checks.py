@@ -101,3 +101,16 @@ def check_Y(Y, *, n_rows: int, n_labels: int | None = None, name: str = "Y") -> 
     M = sp.csr_matrix((M.data, M.indices.astype(np.int32), M.indptr.astype(np.int64)), shape=M.shape)
     M.has_sorted_indices = True
     return M
+
+
+def check_eval_set(eval_set, *, n_features: int, n_labels: int, normalize: str):
+    """None, or the validated pair (X_val, Y_val) with the training data's dimensions."""
+    if eval_set is None:
+        return None
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+        from .errors import ParameterError
+
+        raise ParameterError("eval_set must be a pair (X_val, Y_val).")
+    Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
+    Yv = check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=n_labels, name="eval_set[1]")
+    return Xv, Yv

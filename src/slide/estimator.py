@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from . import predict as _predict
 from . import training
 from .config import DEFAULTS, PARAMS, validate_params
-from .data_checks import check_X, check_Y
+from .data_checks import check_eval_set, check_X, check_Y
 from .errors import NotFittedError, ParameterError
 from .lsh import RebuildSchedule, rebuild_tables
 from .memory import check_fits, estimate_bytes
@@ -173,7 +173,7 @@ class SlideClassifier:
         p = validate_params(self.get_params())
         X = check_X(X, name="X", normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
-        eval_set = self._check_eval_set(eval_set, p, X.shape[1], Y.shape[1])
+        eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
         n_labels_per_row = np.diff(Y.indptr)
         n_trainable = int((n_labels_per_row > 0).sum())
@@ -183,9 +183,7 @@ class SlideClassifier:
         max_labels = int(n_labels_per_row.max())
         max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
         check_fits(estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), max_labels, max_nnz))
-        seed = p["random_state"]
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        seed = training.resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         Ws, bs = init_weights(specs, rng, p["init_scale"])
         self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz)
@@ -217,7 +215,7 @@ class SlideClassifier:
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], n_labels=self.n_labels_, name="Y")
         training.check_same_data(progress.fingerprint, X, Y, getattr(self, "_loaded_from", "checkpoint"))
-        eval_set = self._check_eval_set(eval_set, p, X.shape[1], Y.shape[1])
+        eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
         if checkpoint is not None:
             checkpoint.mark(self._step)
@@ -228,11 +226,7 @@ class SlideClassifier:
 
     def _train(self, X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
                batch_callback_every):
-        if batch_callback is not None and (isinstance(batch_callback_every, bool)
-                                           or not isinstance(batch_callback_every, (int, np.integer))
-                                           or batch_callback_every < 1):
-            raise ParameterError(f"batch_callback_every must be a positive int (batches). Got "
-                                 f"{batch_callback_every!r} instead.")
+        training.check_batch_callback(batch_callback, batch_callback_every)
         self._progress = progress
         try:
             training.run(self, X, Y, progress, eval_set=eval_set, eval_k=eval_k, callback=callback,
@@ -244,15 +238,6 @@ class SlideClassifier:
             self.intercepts_ = list(self._net.b)
         if progress.done:
             self._progress = None
-
-    def _check_eval_set(self, eval_set, p, n_features, n_labels):
-        if eval_set is None:
-            return None
-        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-            raise ParameterError("eval_set must be a pair (X_val, Y_val).")
-        Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=p["normalize"])
-        Yv = check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=n_labels, name="eval_set[1]")
-        return Xv, Yv
 
     def _setup(self, p, specs, Ws, bs, seed, max_labels, max_nnz):
         """Allocate every array of a model with the given settings and weights."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataFormatError, TrainingError
+from .errors import DataFormatError, ParameterError, TrainingError
 from .kernels import train as K
 from .kernels.optim import ADAM, SGD
 from .kernels.timer import cycles_per_second
@@ -33,6 +33,19 @@ def resolve_epochs(epochs, n_batches: int) -> int:
     if epochs == "auto":
         return min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / max(1, n_batches))))
     return int(epochs)
+
+
+def check_batch_callback(batch_callback, every) -> None:
+    if batch_callback is not None and (isinstance(every, bool) or not isinstance(every, (int, np.integer))
+                                       or every < 1):
+        raise ParameterError(f"batch_callback_every must be a positive int (batches). Got {every!r} instead.")
+
+
+def resolve_seed(random_state) -> int:
+    """The run's seed: random_state, or fresh OS entropy when it is None."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return random_state
 
 
 def data_fingerprint(X, Y) -> dict:

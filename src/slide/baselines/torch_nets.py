@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PARAM_BY_NAME, Param, validate_value
-from ..data_checks import check_X, check_Y
-from ..errors import NotFittedError, ParameterError
+from ..data_checks import check_eval_set, check_X, check_Y
+from ..errors import NotFittedError, ParameterError, TrainingError
 from ..metrics import evaluate
 from ..network import LayerSpec, init_weights
-from ..training import resolve_epochs
+from ..estimator import resolve_n_jobs
+from ..training import check_batch_callback, resolve_epochs, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "normalize", "epochs",
@@ -174,22 +176,12 @@ class DenseClassifier:
         p = self._validated()
         X = check_X(X, name="X", normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
-        if eval_set is not None:
-            if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-                raise ParameterError("eval_set must be a pair (X_val, Y_val).")
-            Xv = check_X(eval_set[0], name="eval_set[0]", n_features=X.shape[1], normalize=p["normalize"])
-            eval_set = (Xv, check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=Y.shape[1], name="eval_set[1]"))
-        if batch_callback is not None and (isinstance(batch_callback_every, bool)
-                                           or not isinstance(batch_callback_every, (int, np.integer))
-                                           or batch_callback_every < 1):
-            raise ParameterError(f"batch_callback_every must be a positive int (batches). Got "
-                                 f"{batch_callback_every!r} instead.")
+        eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
+        check_batch_callback(batch_callback, batch_callback_every)
         trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
         if trainable.size == 0:
             raise ParameterError("Y has no sample with a label: there is nothing to train on.")
-        seed = p["random_state"]
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        seed = resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         sizes = [X.shape[1], *p["hidden_layer_sizes"], Y.shape[1]]
         specs = [LayerSpec(n_in=a, n_out=b, lsh=False) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -206,11 +198,8 @@ class DenseClassifier:
         n_epochs = resolve_epochs(p["epochs"], n_batches)
         total = n_batches * n_epochs
         self.history_ = []
-        n_threads = _resolve_threads(p["n_jobs"])
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(n_threads)
         step, seen, train_seconds = 0, 0, 0.0
-        try:
+        with _torch_threads(p["n_jobs"]):
             for epoch in range(n_epochs):
                 order = trainable[rng.permutation(trainable.size)]
                 t_epoch, loss_sum = time.perf_counter(), 0.0
@@ -233,8 +222,6 @@ class DenseClassifier:
                     loss_sum += loss.item()
                     seen += rows.size
                     if not math.isfinite(loss_sum):
-                        from ..errors import TrainingError
-
                         raise TrainingError(f"The training loss of {type(self).__name__} became non-finite in "
                                             f"epoch {epoch + 1}, batch {bi + 1}; lower learning_rate.")
                     if batch_callback is not None and step % batch_callback_every == 0:
@@ -264,8 +251,6 @@ class DenseClassifier:
                           + f" {rec['samples_per_second']:,.0f} samples/s", file=sys.stderr, flush=True)
                 if callback is not None and callback(rec):
                     break
-        finally:
-            torch.set_num_threads(old_threads)
         self.n_iter_ = len(self.history_)
         return self
 
@@ -311,20 +296,15 @@ class DenseClassifier:
         out_i = np.empty((n, k), np.int64)
         out_v = np.empty((n, k), np.float32)
         block = max(1, PREDICT_BLOCK_FLOATS // self.n_labels_)
-        old = torch.get_num_threads()
-        torch.set_num_threads(_resolve_threads(self._p["n_jobs"]))
         self.network_.eval()
-        try:
-            with torch.no_grad():
-                for s in range(0, n, block):
-                    rows = np.arange(s, min(n, s + block))
-                    idx, off, w = _batch_tensors(X, rows, 0.0, None)
-                    z = self.network_.logits(self.network_.hidden_output(idx, off, w, 0.0))
-                    v, i = torch.topk(z, k, dim=1)
-                    out_i[s:s + rows.size] = i.numpy()
-                    out_v[s:s + rows.size] = v.numpy()
-        finally:
-            torch.set_num_threads(old)
+        with _torch_threads(self._p["n_jobs"]), torch.no_grad():
+            for s in range(0, n, block):
+                rows = np.arange(s, min(n, s + block))
+                idx, off, w = _batch_tensors(X, rows, 0.0, None)
+                z = self.network_.logits(self.network_.hidden_output(idx, off, w, 0.0))
+                v, i = torch.topk(z, k, dim=1)
+                out_i[s:s + rows.size] = i.numpy()
+                out_v[s:s + rows.size] = v.numpy()
         return out_i, out_v
 
     def predict(self, X, k=5) -> np.ndarray:
@@ -389,7 +369,12 @@ class SampledSoftmaxClassifier(DenseClassifier):
         return -(logp[torch.from_numpy(pos), torch.from_numpy(col)] * torch.from_numpy(tw)).sum()
 
 
-def _resolve_threads(n_jobs) -> int:
-    from ..estimator import resolve_n_jobs
-
-    return resolve_n_jobs(n_jobs)
+@contextmanager
+def _torch_threads(n_jobs):
+    """Run PyTorch on resolve_n_jobs(n_jobs) threads, restoring the previous count."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(resolve_n_jobs(n_jobs))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
