@@ -50,6 +50,8 @@ def test_init_only_stores_and_get_set_params_round_trip():
     ("active_size", 1.5, "'active_size'"),
     ("n_jobs", 0, "'n_jobs'"),
     ("dropout", 1.0, "'dropout'"),
+    ("beta2", 1 - 1e-16, "'beta2' parameter of SlideClassifier must be a float in [0, 0.9999999]"),
+    ("adam_epsilon", 5e-324, "'adam_epsilon' parameter of SlideClassifier must be a float in [1e-30, 1]"),
 ])
 def test_bad_parameters_are_named_with_range_and_value(data, name, value, fragment):
     X, Y, _, _ = data
@@ -57,6 +59,15 @@ def test_bad_parameters_are_named_with_range_and_value(data, name, value, fragme
         SlideClassifier(**{name: value}).fit(X, Y)
     assert fragment in str(e.value)
     assert repr(value) in str(e.value)
+
+
+def test_smallest_adam_epsilon_trains_in_float32(data):
+    # the kernels run Adam in float32: eps * sqrt(1 - beta2**t) must not underflow to 0, or a row
+    # without gradient history divides 0 by 0 (Hypothesis found adam_epsilon=5e-324)
+    X, Y, _, _ = data
+    clf = SlideClassifier(hidden_layer_sizes=(8,), adam_epsilon=1e-30, beta2=0.9999999, epochs=1, n_jobs=1,
+                          random_state=0, verbose=0).fit(X, Y)
+    assert all(np.isfinite(W).all() for W in clf.coefs_)
 
 
 def test_unknown_parameter_in_set_params():

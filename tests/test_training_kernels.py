@@ -265,3 +265,27 @@ def test_thread_count_does_not_change_the_result():
         results.append([w.copy() for w in clf.coefs_])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_kernel_states_its_fastmath_flags():
+    # Numba compiles a callee that sets no fastmath option with the flags of whichever caller
+    # compiled it first, and caches it under a key that ignores flags: a hashing or selection
+    # kernel then rounded differently depending on compile order (prediction first, or training
+    # first) and on the on-disk cache. Stating the flags on every kernel makes them fixed.
+    import importlib
+    import pkgutil
+
+    import numba
+
+    import slide.kernels
+
+    names = [f"slide.kernels.{m.name}" for m in pkgutil.iter_modules(slide.kernels.__path__)]
+    names += ["slide.predict", "slide.lsh", "slide.data", "slide.metrics"]
+    found = []
+    for name in names:
+        mod = importlib.import_module(name)
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == name:
+                found.append(attr)
+                assert "fastmath" in obj.targetoptions, f"{name}.{attr} does not state fastmath"
+    assert len(found) > 40

@@ -101,10 +101,13 @@ PARAMS: tuple[Param, ...] = (
        choices=("constant", "linear")),
     _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
        choices=("adam", "sgd")),
-    # high bound excluded: 1 makes Adam's bias correction 1 - beta**t zero (ZeroDivisionError)
-    _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=1, high_open=True),
-    _p("beta2", 0.999, "float", "Adam second-moment decay", low=0, high=1, high_open=True),
-    _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=0, low_open=True, high=1),
+    # at most 1 - 1e-7: the kernels run Adam in float32, where a beta closer to 1 rounds to 1 and
+    # the bias correction 1 - beta**t becomes 0 (ZeroDivisionError) or the moment stops moving
+    _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=0.9999999),
+    _p("beta2", 0.999, "float", "Adam second-moment decay", low=0, high=0.9999999),
+    # float32 arithmetic: eps * sqrt(1 - beta2**t) must stay above 0 there (1e-40 underflowed and
+    # a row with no gradient history divided 0 by 0)
+    _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=1e-30, high=1),
     _p("predict_mode", "exact", "choice", "'exact' (every output neuron) or 'lsh' (active set only)",
        choices=("exact", "lsh")),
     _p("n_jobs", None, "n_jobs", "threads (None or -1: all cores; 1: deterministic)"),

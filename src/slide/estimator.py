@@ -204,8 +204,10 @@ class SlideClassifier:
     def resume(self, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint_path=None,
                checkpoint_every=None, batch_callback=None, batch_callback_every=100) -> "SlideClassifier":
         """Continue an interrupted training run from a checkpoint loaded with :func:`slide.load`,
-        on the same training data (checked), to the end of its epochs. With the same settings the
-        result equals the uninterrupted run's. Returns self."""
+        on the same training data (checked), to the end of its epochs. With the same settings and
+        ``n_jobs=1`` the result equals the uninterrupted run's bit for bit, provided both ran the
+        same compiled kernels (a kernel freshly compiled by Numba and its on-disk cached copy may
+        round differently in the last bit). Returns self."""
         self._check_fitted()
         progress = getattr(self, "_progress", None)
         if progress is None:

@@ -19,7 +19,7 @@ from .network import make_work
 _CHUNK_FLOATS = 1 << 24
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=False, parallel=True)
 def topk_rows(Z, k, out_idx, out_val, row0):
     """Top-k column ids and values of each row of Z into out_*[row0 + r] (best first; ties by
     smaller id)."""
@@ -77,7 +77,7 @@ def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray
     return out_idx, out_val
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=False, parallel=True)
 def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, out_idx, out_val,
                         act_out, act_n):
     """LSH forward of every row; top-k of the output layer's active logits into out_*. If
@@ -129,7 +129,7 @@ def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_thread
                 idx[p] = j
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _copy_active(dst, act_n, r, ids, n_act, dense):
     for a in range(n_act):
         dst[a] = a if dense else ids[a]

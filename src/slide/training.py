@@ -108,7 +108,8 @@ def optimizer_step(model, p: dict, n_rows: int) -> None:
     if p["lr_schedule"] == "linear":
         lr *= max(0.0, 1.0 - (model._step - 1) / model._total_steps)
     if p["optimizer"] == "adam":
-        b1, b2 = p["beta1"], p["beta2"]
+        # the kernel decays the moments with float32 betas: correct for exactly those
+        b1, b2 = float(np.float32(p["beta1"])), float(np.float32(p["beta2"]))
         bc1, bc2 = 1.0 - b1 ** model._step, 1.0 - b2 ** model._step
         # bias corrections folded into the step size and epsilon (see kernels.optim.step_row)
         opt, lr, eps = ADAM, lr * math.sqrt(bc2) / bc1, p["adam_epsilon"] * math.sqrt(bc2)

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from .layers import FASTMATH
 from .rng import mix64
 
 SIMHASH, WTA, DWTA, DOPH = 0, 1, 2, 3
@@ -63,7 +64,7 @@ class HashParams(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # SimHash
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)  # re-association vectorises the dot products
 def simhash_dense(hp, vec, codes):
     """codes[c] = [proj_c . vec >= 0] for a dense vec (dim,)."""
     n_codes = hp.K * hp.L
@@ -82,7 +83,7 @@ def simhash_dense(hp, vec, codes):
             codes[c] = 1 if s >= 0 else 0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def simhash_sparse(hp, idx, val, nnz, codes, acc):
     """SimHash of a sparse vector; ``acc`` is a float32 (n_codes,) scratch buffer."""
     n_codes = hp.K * hp.L
@@ -106,7 +107,7 @@ def simhash_sparse(hp, idx, val, nnz, codes, acc):
 # ---------------------------------------------------------------------------------------------
 # WTA and DWTA
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def wta_dense(hp, vec, codes):
     """codes[c] = argmax over the bin's m coordinates (first position wins ties)."""
     m = hp.bins.shape[1]
@@ -122,7 +123,7 @@ def wta_dense(hp, vec, codes):
         codes[c] = pos
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def wta_sparse(hp, idx, val, nnz, codes, scratch):
     """WTA of a sparse vector (absent coordinates are 0): scatter into ``scratch`` (dim,), which
     must be all zeros on entry and is left all zeros."""
@@ -133,12 +134,12 @@ def wta_sparse(hp, idx, val, nnz, codes, scratch):
         scratch[idx[k]] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _probe(seed, table, c, attempt, n):
     return np.int64(mix64(seed ^ mix64(np.uint64(table) * np.uint64(1000003) + np.uint64(c) * np.uint64(7919) + np.uint64(attempt))) % np.uint64(n))
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _densify(hp, codes, start, n, empty_code):
     """Replace codes equal to ``empty_code`` in codes[start:start+n] by the code of a non-empty
     bin of the same range found by a fixed probe sequence (the same for every vector, so two
@@ -175,7 +176,7 @@ def _densify(hp, codes, start, n, empty_code):
             codes[c] = -2 - codes[c]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def dwta_dense(hp, vec, codes):
     """DWTA of a dense vector: zeros count as absent."""
     m = hp.bins.shape[1]
@@ -193,7 +194,7 @@ def dwta_dense(hp, vec, codes):
     _densify(hp, codes, 0, n_codes, -1)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def dwta_sparse(hp, idx, val, nnz, codes, best):
     """DWTA of a sparse vector in O(nnz * codes per coordinate); ``best`` is a float32
     (n_codes,) scratch buffer."""
@@ -218,12 +219,12 @@ def dwta_sparse(hp, idx, val, nnz, codes, best):
 # ---------------------------------------------------------------------------------------------
 # DOPH
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _doph_hash(hp, t, i):
     return mix64(hp.doph_a[t] * np.uint64(i + 1) + hp.doph_b[t]) >> np.uint64(32)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def doph_set(hp, members, n_members, codes, minval):
     """One-permutation MinHash of a set of coordinates, per table; ``minval`` is a uint64
     (n_codes,) scratch buffer."""
@@ -246,7 +247,7 @@ def doph_set(hp, members, n_members, codes, minval):
         _densify(hp, codes, base, K, -1)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def top_positive(vec, n, top, out):
     """Indices of the ``top`` largest strictly positive entries of vec[:n] into ``out``;
     returns how many were written (ties: smaller index first)."""
@@ -270,14 +271,14 @@ def top_positive(vec, n, top, out):
     return cnt
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def doph_dense(hp, vec, codes, minval, members):
     """DOPH of a dense vector: the set is its ``doph_top`` largest positive coordinates."""
     n = top_positive(vec, hp.dim, hp.doph_top, members)
     doph_set(hp, members, n, codes, minval)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def doph_sparse(hp, idx, val, nnz, codes, minval, members):
     """DOPH of a sparse vector: the set is its ``doph_top`` largest positive entries."""
     n = top_positive(val, nnz, hp.doph_top, members)
@@ -310,7 +311,7 @@ def make_scratch(hp, n_threads=1):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def hash_dense(hp, vec, codes, scratch, t):
     """All K*L codes of a dense vector (dim,) into codes (int64); ``t`` selects the scratch row."""
     f = hp.family
@@ -324,7 +325,7 @@ def hash_dense(hp, vec, codes, scratch, t):
         doph_dense(hp, vec, codes, scratch.minval[t], scratch.members[t])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def hash_sparse(hp, idx, val, nnz, codes, scratch, t):
     """All K*L codes of a sparse vector (idx[:nnz], val[:nnz]) into codes (int64)."""
     f = hp.family
@@ -338,7 +339,7 @@ def hash_sparse(hp, idx, val, nnz, codes, scratch, t):
         doph_sparse(hp, idx, val, nnz, codes, scratch.minval[t], scratch.members[t])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def codes_to_keys(hp, codes, keys):
     """keys[t] = bucket of table t: the K codes of the table concatenated (each in its own
     ``code_bits`` range), folded to ``bucket_bits`` bits by a multiplicative hash if longer."""
@@ -355,7 +356,7 @@ def codes_to_keys(hp, codes, keys):
         keys[t] = np.int64(key)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=False, parallel=True)
 def hash_rows_keys(hp, rows, keys, n_threads):
     """Keys (n, L) of the dense rows (n, dim), in parallel (used to rebuild tables)."""
     n = rows.shape[0]
@@ -378,7 +379,7 @@ def hash_rows_keys(hp, rows, keys, n_threads):
             codes_to_keys(hp, codes, keys[r])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=False, parallel=True)
 def simhash_signs_to_keys(hp, proj_values, keys, n_threads):
     """Keys (n, L) from precomputed projections (n, n_codes) (SimHash rebuild via BLAS)."""
     n = proj_values.shape[0]

@@ -72,7 +72,7 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
                 z[a] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def load_input(work, s, idx, val, nnz, rate, rng):
     """Copy a sample's input non-zeros into its batch slot (the optimiser pass reads them
     there), with inverted dropout at ``rate``: each non-zero is dropped with that probability and
@@ -96,7 +96,7 @@ def load_input(work, s, idx, val, nnz, rate, rng):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def dropout_layer(work, l, s, n_act, rate, rng):
     """Inverted dropout of the active outputs of hidden layer ``l`` (training only): each is
     zeroed with probability ``rate``, the others scaled by 1 / (1 - rate)."""

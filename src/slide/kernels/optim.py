@@ -49,7 +49,7 @@ def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps):
     b[j] -= lr * mc / (np.sqrt(vc) + eps)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _touch(cnt, touched, j, n_rows):
     """Count one entry for row j; returns the updated number of distinct touched rows."""
     if cnt[j] == 0:
@@ -59,7 +59,7 @@ def _touch(cnt, touched, j, n_rows):
     return n_rows
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _starts(cnt, start, touched, n_rows):
     """Row j's entries will occupy ent_*[start[j] : start[j] + count[j]]."""
     pos = 0
@@ -69,7 +69,7 @@ def _starts(cnt, start, touched, n_rows):
         pos += cnt[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _place(start, es, ek, j, s, k):
     """Store entry (s, k) of row j; start[j] advances, ending at the end of j's range."""
     p = start[j]
@@ -78,7 +78,7 @@ def _place(start, es, ek, j, s, k):
     start[j] = p + 1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def group_output_major(work, grad, l, n_batch):
     """Counting sort of LSH layer l's (sample, active position) entries by neuron. Afterwards
     grad.rows[l] lists the touched neurons in first-seen order and neuron j's entries are
@@ -100,7 +100,7 @@ def group_output_major(work, grad, l, n_batch):
     return n_rows
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def group_input_major(work, grad, n_batch):
     """Counting sort of layer 0's (sample, input non-zero) entries by input feature (as
     :func:`group_output_major`). Returns the number of touched features."""

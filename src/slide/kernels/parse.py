@@ -77,12 +77,12 @@ _P10 = np.array([float("1e%d" % k) for k in range(309)], dtype=np.float64)
 _I10 = np.array([10**k for k in range(19)], dtype=np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _is_digit(c):
     return c >= 48 and c <= 57
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _parse_id(buf, a, b):
     """Parse a decimal integer in ``buf[a:b]``: (value, 0 ok | 1 not an integer | 2 negative)."""
     if a >= b:
@@ -104,7 +104,7 @@ def _parse_id(buf, a, b):
     return v, 0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def dec_to_f64(m, e):
     """Nearest-ish float64 of ``m * 10**e`` (exactly rounded when m < 2**53 and |e| <= 22)."""
     if m == 0:
@@ -129,7 +129,7 @@ for _k, _w in enumerate(_NONFINITE_WORDS):
     _WORDS[_k, : len(_w)] = np.frombuffer(_w, dtype=np.uint8)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _is_nonfinite_word(buf, a, b):
     """Whether ``buf[a:b]`` spells nan, inf or infinity (any case), as float() accepts."""
     for w in range(_WORDS.shape[0]):
@@ -144,7 +144,7 @@ def _is_nonfinite_word(buf, a, b):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _parse_value(buf, a, b):
     """Parse a decimal float in ``buf[a:b]``: (float32, 0 ok | 1 not a number | 2 not finite)."""
     k = a
@@ -205,7 +205,7 @@ def _parse_value(buf, a, b):
     return f, 0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _sort_features(ind, val, a, b):
     """Sort ``ind[a:b]`` (carrying ``val``) ascending; return a duplicated id or -1."""
     n = b - a
@@ -233,7 +233,7 @@ def _sort_features(ind, val, a, b):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _sort_labels(ind, a, b):
     """Sort ``ind[a:b]`` ascending; return a duplicated id or -1."""
     ind[a:b].sort()
@@ -251,21 +251,21 @@ _TERM[:, [9, 10, 11, 12, 13, 32]] = True
 _TERM[MODE_LIBSVM, 35] = True
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _token_end(buf, a, lim, mode):
     while a < lim and not _TERM[mode, buf[a]]:
         a += 1
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _line_end(buf, a, lim):
     while a < lim and buf[a] != 10:
         a += 1
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _label_error(buf, fa, a, lim, mode):
     """Classify the bad label item starting at ``a`` of the field starting at ``fa``.
 
@@ -283,7 +283,7 @@ def _label_error(buf, fa, a, lim, mode):
     return E_LABEL, a, c
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _feature_error(buf, a, lim, mode):
     """Classify the bad ``f:v`` token starting at ``a``: (code, start, end) (slow path)."""
     te = _token_end(buf, a, lim, mode)
@@ -298,7 +298,7 @@ def _feature_error(buf, a, lim, mode):
     return E_FEAT_NEG, a, te
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, fastmath=False, nogil=True)
 def parse_lines(buf, pos, end, final, mode, one_based, skip_bad, expected_points, max_rows,
                 feat_bound, label_bound, x_indptr, x_ind, x_val, y_indptr, y_ind, st):
     """Parse the complete lines of ``buf[pos:end]`` into CSR arrays, from the state in ``st``.
@@ -606,7 +606,7 @@ def parse_lines(buf, pos, end, final, mode, one_based, skip_bad, expected_points
 # ----------------------------------------------------------------------------- formatting
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def _n_digits(v):
     n = 1
     while n < 19 and v >= _I10[n]:
@@ -614,7 +614,7 @@ def _n_digits(v):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _write_int(out, p, v):
     """Write the non-negative integer ``v`` at ``out[p:]``; return the new end."""
     n = _n_digits(v)
@@ -624,7 +624,7 @@ def _write_int(out, p, v):
     return p + n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def shortest_digits(x):
     """Shortest decimal ``(D, E)`` with ``float32(D * 10**E) == |x|`` under this parser.
 
@@ -652,7 +652,7 @@ def shortest_digits(x):
     return d, -s
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def write_f32(out, p, x):
     """Write float32 ``x`` (finite) as its shortest round-tripping decimal at ``out[p:]``."""
     if x < 0 or (x == 0 and math.copysign(1.0, x) < 0):
@@ -706,7 +706,7 @@ def write_f32(out, p, x):
     return _write_int(out, p, abs(sci))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, fastmath=False, nogil=True)
 def format_rows(x_indptr, x_ind, x_val, y_indptr, y_ind, r0, r1, id_offset, out):
     """Write rows ``r0`` .. ``r1 - 1`` as ``l1,l2 f:v f:v`` lines into ``out``.
 

@@ -15,7 +15,7 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def mix64(z):
     """SplitMix64 finaliser: a bijective 64-bit mixer (uint64 -> uint64)."""
     z = np.uint64(z)
@@ -24,27 +24,27 @@ def mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def stream_seed(seed, a, b):
     """Seed of the independent stream number (a, b) of generator ``seed``."""
     return mix64(mix64(np.uint64(seed) ^ mix64(np.uint64(a) + _GOLDEN)) + np.uint64(b))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def next_u64(state):
     """Advance ``state`` (uint64[1]) and return 64 random bits."""
     state[0] += _GOLDEN
     return mix64(state[0])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def rand_below(state, n):
     """Uniform integer in [0, n) for 0 < n < 2**32 (Lemire's multiply-shift, no division)."""
     r = next_u64(state) >> np.uint64(32)
     return np.int64((r * np.uint64(n)) >> np.uint64(32))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def rand_uniform(state):
     """Uniform float64 in [0, 1)."""
     return np.float64(next_u64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)

@@ -21,7 +21,7 @@ FIFO, RESERVOIR = 0, 1
 VANILLA, TOPK, THRESHOLD = 0, 1, 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def insert_id(buckets, fill, t, key, nid, policy, rng):
     """Offer neuron ``nid`` to bucket ``key`` of table ``t``."""
     cap = buckets.shape[2]
@@ -37,7 +37,7 @@ def insert_id(buckets, fill, t, key, nid, policy, rng):
     fill[t, key] = n + 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=False, parallel=True)
 def insert_keys(buckets, fill, keys, ids, policy, seed, epoch):
     """Insert ``ids[r]`` into bucket ``keys[r, t]`` of every table t, in parallel over tables.
 
@@ -53,13 +53,13 @@ def insert_keys(buckets, fill, keys, ids, policy, seed, epoch):
             insert_id(buckets, fill, t, keys[r, t], ids[r], policy, rng)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def bucket_len(fill, t, key, cap):
     n = fill[t, key]
     return n if n < cap else cap
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, tag,
                   cand, out, n_out, table_order, rng):
     """Add retrieved neurons to the active set ``out[:n_out]`` (ids already there are kept and
@@ -161,7 +161,7 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
     return n_out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def pad_random(n_neurons, target, stamp, tag, out, n_out, rng):
     """Add distinct random neurons until the active set has ``target`` ids (or all neurons)."""
     if target > n_neurons:

@@ -28,7 +28,7 @@ def _readcyclecounter(typingctx):
     return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=False, inline="always")
 def cycles():
     """Current value of the CPU cycle counter (0 where the platform has none)."""
     return _readcyclecounter()

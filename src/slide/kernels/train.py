@@ -24,13 +24,13 @@ PH_HASH, PH_SELECT, PH_FORWARD, PH_BACKWARD = 0, 1, 2, 3
 N_PHASES = 4
 
 
-@njit(cache=True, inline="never")
+@njit(cache=True, fastmath=False, inline="never")
 def set_n_active(work, s, l, n):
     """work.n_active[s, l] = n (a called function: see the note in :mod:`.state`)."""
     work.n_active[s, l] = n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def layer_input(net, work, l, s, x_idx, x_val, x_nnz):
     """(idx, val, nnz, dense) describing the input of layer ``l`` for sample slot ``s``."""
     if l == 0:
@@ -39,7 +39,7 @@ def layer_input(net, work, l, s, x_idx, x_val, x_nnz):
     return work.act_ids[l - 1][s], work.act[l - 1][s], work.n_active[s, l - 1], not prev_lsh
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
     """Bucket keys (one per table) of the input of LSH layer ``l`` into work.keys[l][t].
 
@@ -72,7 +72,7 @@ def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
 PAD_STREAM = 1 << 40  # stream numbers of the shared padding; per-sample streams are numbered by slot
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
     """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
     first, then retrieved ids (together the "head", whose size goes to work.n_head[s, l]), then,
@@ -154,7 +154,7 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
             timers[t, PH_BACKWARD] += cycles() - c0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
     """The optimiser pass of the ``n_batch`` samples of the last :func:`train_batch`. ``lr`` and
     ``eps`` carry Adam's bias corrections (see :func:`slide.kernels.optim.step_row`); the
