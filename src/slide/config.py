@@ -65,7 +65,8 @@ PARAMS: tuple[Param, ...] = (
        "ids found in most tables) or 'threshold' (ids found in >= threshold tables)",
        choices=("vanilla", "topk", "threshold"), group="lsh"),
     _p("active_size", "auto", "size_auto",
-       "active-set budget of an LSH layer: neuron count, or fraction of the layer if < 1", low=0,
+       "active-set budget of an LSH layer: neuron count, or fraction of the layer if < 1; 'auto': "
+       "4.5 * sqrt(layer size), at most 2,000 (1,006 of 50k neurons, 2,000 of 670k)", low=0,
        low_open=True, group="lsh"),
     _p("threshold", 2, "int", "selection='threshold': minimum number of tables returning an id",
        low=1, high=4096, group="lsh"),
