@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import DataFormatError
+from .errors import DataFormatError, ParameterError
 
 
 def _as_csr(A, name: str) -> sp.csr_matrix:
@@ -108,8 +108,6 @@ def check_eval_set(eval_set, *, n_features: int, n_labels: int, normalize: str):
     if eval_set is None:
         return None
     if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-        from .errors import ParameterError
-
         raise ParameterError("eval_set must be a pair (X_val, Y_val).")
     Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
     Yv = check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=n_labels, name="eval_set[1]")

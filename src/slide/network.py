@@ -97,10 +97,11 @@ def resolve_specs(p: dict, n_features: int, n_labels: int) -> list[LayerSpec]:
 AUTO_BUCKET_CAP = 256
 AUTO_ACTIVE_CAP = 2000
 
-# Kernel arrays start on a 64-byte boundary. Vectorised loops (Numba with fastmath, NumPy's
-# pairwise sums) peel a few elements to reach alignment, so the order of a float sum -- and its
-# last bits -- depended on where malloc or np.load happened to place an array: a resumed run
-# could drift from the uninterrupted one by 1e-7. Same alignment everywhere, same sums.
+# Kernel arrays start on a 64-byte boundary, so a vectorised loop that peels elements to reach
+# alignment sums in the same order wherever malloc or np.load placed an array. (A 1e-7 drift of
+# resumed runs was first blamed on alignment; its causes were kernels inheriting their callers'
+# fastmath flags, now stated on every kernel, and Numba's fresh vs cached code: see
+# tests/test_resilience.py.)
 ALIGN = 64
 
 
