@@ -24,6 +24,8 @@ from slide.kernels.tables import (
     VANILLA,
     insert_id,
     insert_keys,
+    log_uniform_sequence,
+    pad_from_sequence,
     pad_random,
     select_active,
 )
@@ -413,6 +415,64 @@ def test_pad_random_is_uniform_and_reproducible():
         return out[:6].tolist()
 
     assert one(5) == one(5) and one(5) != one(6)
+
+
+def _sequence(ranked, n_distinct, max_tries, seed):
+    n = ranked.shape[0]
+    seq, seq_try = np.zeros(n, np.int32), np.zeros(n, np.int64)
+    rng = np.array([seed], np.uint64)
+    k, tries = log_uniform_sequence(ranked, n_distinct, max_tries, rng, np.zeros(n, np.int64), 1, seq, seq_try)
+    return seq[:k], seq_try[:k], tries
+
+
+def test_log_uniform_sequence_draws_ranks_by_the_zipf_law():
+    """First draw of many streams: the rank histogram against P(r) = log((r+2)/(r+1)) / log(n+1)."""
+    n, reps = 40, 20000
+    ranked = np.random.default_rng(0).permutation(n).astype(np.int32)  # rank -> neuron id
+    rank_of = np.argsort(ranked)
+    hits = np.zeros(n)
+    for r in range(reps):
+        seq, seq_try, tries = _sequence(ranked, 1, 100, stream_seed(5, 0, r))
+        assert seq_try.tolist() == [1] and tries == 1
+        hits[rank_of[seq[0]]] += 1
+    q = np.log((np.arange(n) + 2.0) / (np.arange(n) + 1.0)) / np.log(n + 1.0)
+    assert abs(q.sum() - 1) < 1e-12
+    stat = np.sum((hits - reps * q) ** 2 / (reps * q))
+    assert chi2.sf(stat, n - 1) > 1e-3, hits
+
+
+def test_log_uniform_sequence_is_distinct_bounded_and_reproducible():
+    n = 200
+    ranked = np.arange(n, dtype=np.int32)[::-1].copy()
+    seq, seq_try, tries = _sequence(ranked, 60, 10 ** 6, stream_seed(1, 2, 3))
+    assert len(seq) == 60 and len(set(seq.tolist())) == 60
+    assert np.all(np.diff(seq_try) > 0) and seq_try[-1] == tries and tries >= 60
+    assert seq_try[0] == 1  # the first draw is always new
+    # the draws are bounded: a tail this rare cannot be reached in 100 draws
+    seq2, _, tries2 = _sequence(ranked, n, 100, stream_seed(1, 2, 3))
+    assert tries2 == 100 and len(seq2) < 100
+    assert _sequence(ranked, 20, 10 ** 4, 9)[0].tolist() == _sequence(ranked, 20, 10 ** 4, 9)[0].tolist()
+    assert _sequence(ranked, 20, 10 ** 4, 9)[0].tolist() != _sequence(ranked, 20, 10 ** 4, 10)[0].tolist()
+
+
+def test_pad_from_sequence_skips_the_head_and_counts_the_draws_used():
+    n = 100
+    seq = np.array([5, 9, 2, 7, 30, 41], np.int32)
+    seq_try = np.array([1, 2, 4, 5, 9, 12], np.int64)
+    stamp = np.zeros(n, np.int64)
+    tag = 4
+    out = np.full(10, -1, np.int32)
+    out[:2] = [9, 60]  # already active: 9 is skipped in the sequence
+    stamp[[9, 60]] = tag
+    stamp[7] = -tag - 1  # "counted" but not active: may be padded in
+    m, tries = pad_from_sequence(5, stamp, tag, out, 2, seq, seq_try, len(seq), 15)
+    assert m == 5 and out[:5].tolist() == [9, 60, 5, 2, 7] and tries == 5  # 7 came at draw 5
+    assert np.all(stamp[out[:5]] == tag)
+    # the sequence runs out before the target: every draw made was used
+    m, tries = pad_from_sequence(10, stamp, tag, out, m, seq, seq_try, len(seq), 15)
+    assert m == 7 and out[5:7].tolist() == [30, 41] and tries == 15
+    # nothing to add
+    assert pad_from_sequence(3, stamp, tag, out, 7, seq, seq_try, len(seq), 15) == (7, 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from slide import SlideClassifier
 from slide.config import validate_params
 from slide.data_checks import check_X, check_Y
 from slide.kernels import train as K
-from slide.network import init_weights, resolve_specs
+from slide.network import init_weights, label_order, resolve_specs
 from slide.training import optimizer_step
 
 
@@ -41,7 +41,8 @@ def _setup(X, Y, n_threads=1, **params):
     Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
     rng = np.random.default_rng(1)
     bs = [rng.normal(0, 0.1, b.shape).astype(np.float32) for b in bs]
-    clf._setup(p, specs, Ws, bs, 0, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()))
+    clf._setup(p, specs, Ws, bs, 0, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()),
+               label_order(Y, Y.shape[1]))
     clf.timings_ = {"rebuild": 0.0}
     clf._rebuild_all(initial=True)
     return clf, p
@@ -58,6 +59,8 @@ def _run_batch(clf, p, X, Y, rows, n_threads=1):
         "x_n": clf._work.x_n.copy(),
         "ids": [a.copy() for a in clf._work.act_ids],
         "n_active": clf._work.n_active.copy(),
+        "n_head": clf._work.n_head.copy(),
+        "pad_tries": clf._work.pad_tries.copy(),
         "act": [a.copy() for a in clf._work.act],
         "delta": [a.copy() for a in clf._work.delta],
     }
@@ -66,11 +69,22 @@ def _run_batch(clf, p, X, Y, rows, n_threads=1):
     return losses.sum(), snapshot
 
 
-def _reference(W, b, specs, X, Y, rows, snap, dropout=0.0):
+def _log_inclusion(spec, A, n_head, tries, ranked):
+    """log of the inclusion probability of the padded ids A[n_head:] (the sampling correction)."""
+    pad = A[n_head:]
+    if spec.sampler == "uniform":
+        return np.full(len(pad), np.log((len(A) - n_head) / (spec.n_out - n_head)))
+    rank = np.argsort(ranked)[pad]
+    q = np.log((rank + 2.0) / (rank + 1.0)) / np.log(spec.n_out + 1.0)
+    return np.log(1.0 - (1.0 - q) ** tries)
+
+
+def _reference(W, b, specs, X, Y, rows, snap, ranked, dropout=0.0):
     """Float64 forward/backward over the recorded active sets (and, with dropout, the recorded
     dropout masks: a hidden unit the kernel zeroed although its ReLU was positive was dropped;
-    the input after input dropout is the one the kernel recorded). Returns loss, per-layer active
-    outputs, deltas, and full weight/bias gradients."""
+    the input after input dropout is the one the kernel recorded; with the sampling correction,
+    the recorded padding). Returns loss, per-layer active outputs, deltas, and full weight/bias
+    gradients."""
     n_layers = len(W)
     gW = [np.zeros(w.shape) for w in W]
     gb = [np.zeros(v.shape) for v in b]
@@ -100,6 +114,10 @@ def _reference(W, b, specs, X, Y, rows, snap, dropout=0.0):
             acts.append(a)
         A = actives[-1]
         zA = acts[-1][A]
+        if specs[-1].lsh and specs[-1].sample_correction:
+            n_head = snap["n_head"][s, -1]
+            zA = zA.copy()
+            zA[n_head:] -= _log_inclusion(specs[-1], A, n_head, snap["pad_tries"][s, -1], ranked)
         p = np.exp(zA - zA.max())
         p /= p.sum()
         labels = Y[r].indices
@@ -143,10 +161,15 @@ CASES = [
     dict(hidden_layer_sizes=(16, 12), lsh_layers=(1,), active_size=6, n_tables=6, hash_family="dwta",
          wta_bin_size=4),
     dict(hidden_layer_sizes=(), lsh_layers="output", active_size=10, n_tables=5),
+    dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=6, min_active=14, n_tables=4,
+         sample_correction=True, sampler="uniform"),
+    dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=6, min_active=14, n_tables=4,
+         sample_correction=True, sampler="log_uniform"),
 ]
 
 
-@pytest.mark.parametrize("params", CASES, ids=lambda c: f"{c['hidden_layer_sizes']}-{c['lsh_layers']}")
+@pytest.mark.parametrize("params", CASES, ids=lambda c: f"{c['hidden_layer_sizes']}-{c['lsh_layers']}"
+                         + (f"-corrected-{c['sampler']}" if c.get("sample_correction") else ""))
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_batch_matches_numpy_reference(params, optimizer):
     X, Y = _problem()
@@ -156,8 +179,10 @@ def test_batch_matches_numpy_reference(params, optimizer):
     b0 = [v.copy() for v in clf._net.b]
     rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
     loss, snap = _run_batch(clf, p, X, Y, rows)
-    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap)
+    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap, ranked=clf._ranked)
     assert loss == pytest.approx(ref_loss, rel=1e-4)
+    if specs[-1].sample_correction:  # the case pads: some samples have corrected positions
+        assert np.any(snap["n_active"][:, -1] > snap["n_head"][:, -1])
     out_l = len(specs) - 1
     for s, (A, prob) in enumerate(outs):
         got = snap["act"][out_l][s][: len(A)] if specs[-1].lsh else snap["act"][out_l][s][A]
@@ -207,7 +232,7 @@ def test_dropout_and_input_dropout_match_reference(lsh_layers):
         row = X[r].toarray().ravel()
         got_i = snap["x_idx"][s][: snap["x_n"][s]]
         np.testing.assert_allclose(snap["x_val"][s][: snap["x_n"][s]], row[got_i] / 0.6, rtol=1e-6)
-    ref_loss, _, _, gW, gb, _, _ = _reference(W0, b0, specs, X, Y, rows, snap, dropout=rate)
+    ref_loss, _, _, gW, gb, _, _ = _reference(W0, b0, specs, X, Y, rows, snap, dropout=rate, ranked=clf._ranked)
     assert loss == pytest.approx(ref_loss, rel=1e-4)
     for l in range(len(specs)):
         np.testing.assert_allclose(clf._net.W[l], W0[l] - 0.01 * gW[l], rtol=2e-4, atol=2e-6)
@@ -289,3 +314,45 @@ def test_every_kernel_states_its_fastmath_flags():
                 found.append(attr)
                 assert "fastmath" in obj.targetoptions, f"{name}.{attr} does not state fastmath"
     assert len(found) > 40
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "log_uniform"])
+def test_sampling_correction_estimates_the_full_softmax_denominator(sampler):
+    """The corrected padding is a Horvitz-Thompson estimate of the softmax mass outside the head:
+    averaged over many draws, sum over padded j of exp(z_j) / pi_j matches sum over the tail of
+    exp(z_j), here with logits that follow the label frequency (the case where uncorrected
+    padding misses most of the mass)."""
+    from slide.kernels.layers import correct_padding
+    from slide.kernels.rng import stream_seed
+    from slide.kernels.tables import LOG_UNIFORM, UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random
+    from slide.network import log_uniform_log1mq
+
+    n, n_head, target, reps = 2000, 25, 150, 4000
+    gen = np.random.default_rng(3)
+    ranked = gen.permutation(n).astype(np.int32)
+    rank_of = np.argsort(ranked)
+    z_all = (-1.2 * np.log1p(rank_of) + gen.normal(0, 0.5, n)).astype(np.float32)  # popular = large
+    head = gen.choice(n, n_head, replace=False).astype(np.int32)
+    tail = np.setdiff1d(np.arange(n), head)
+    want = np.exp(z_all[tail].astype(np.float64)).sum()
+    log1mq = log_uniform_log1mq(ranked)
+    est = np.empty(reps)
+    for r in range(reps):
+        stamp = np.zeros(n, np.int64)
+        stamp[head] = 1
+        out = np.zeros(target, np.int32)
+        out[:n_head] = head
+        rng = np.array([stream_seed(17, r, 0)], np.uint64)
+        if sampler == "uniform":
+            m, tries = pad_random(n, target, stamp, 1, out, n_head, rng), 0
+        else:
+            seq, seq_try = np.zeros(target, np.int32), np.zeros(target, np.int64)
+            k, total = log_uniform_sequence(ranked, target, 1 << 20, rng, np.zeros(n, np.int64), 1, seq, seq_try)
+            m, tries = pad_from_sequence(target, stamp, 1, out, n_head, seq, seq_try, k, total)
+        z = z_all[out[:m]].copy()
+        correct_padding(z, out, n_head, m, n, UNIFORM if sampler == "uniform" else LOG_UNIFORM, tries, log1mq)
+        est[r] = np.exp(z[n_head:].astype(np.float64)).sum()
+    mean, se = est.mean(), est.std() / np.sqrt(reps)
+    assert abs(mean - want) < max(4 * se, 0.02 * want), (mean, want, se)
+    if sampler == "log_uniform":  # the frequency-ranked proposal has a much smaller variance here
+        assert est.std() < 0.1 * want

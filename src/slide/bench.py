@@ -96,7 +96,7 @@ def make_estimator(method: str, params: dict, n_jobs: int):
     if method == "slide":
         from .estimator import SlideClassifier
 
-        # sampled-softmax settings (n_negatives, sampler) are not SLIDE parameters
+        # n_negatives is a sampled-softmax setting, not a SLIDE parameter
         return SlideClassifier(**{k: v for k, v in params.items() if k in PARAM_BY_NAME}, n_jobs=n_jobs)
     from . import baselines
 
@@ -268,7 +268,7 @@ def run_bench(data: dict, methods=("slide", "dense"), *, params=None, method_par
 def _checked_params(params: dict) -> dict:
     out = {}
     for k, v in params.items():
-        if k in ("n_negatives", "sampler"):
+        if k == "n_negatives":
             from .baselines.torch_nets import SAMPLED_PARAMS
 
             out[k] = validate_value({p.name: p for p in SAMPLED_PARAMS}[k], v, "slide bench")

@@ -390,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="SLIDE vs dense / sampled-softmax baselines: P@1 against time",
                         description="Train SLIDE and baselines on the same data, threads and network; evaluate "
                                     "every --eval_every training seconds on a fixed test subset; write "
-                                    "OUT/bench.json and OUT/bench.png. Baselines need 'slide[torch]'.")
+                                    "OUT/bench.json and OUT/bench.png. Baselines need 'slide[torch]'. "
+                                    "--sampler sets the random negatives of both SLIDE's padding and "
+                                    "the sampled softmax.")
     be.add_argument("train", nargs="?", help="training file (or use --preset)")
     be.add_argument("--test", help="test file")
     be.add_argument("--preset", choices=("slide-reference", "amazon-670k", "delicious-200k"),
@@ -411,8 +413,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluate every N seconds of training (default 60)")
     be.add_argument("--n_negatives", "--n-negatives", type=int, default=None,
                     help="sampled softmax: negatives per batch (default 1024)")
-    be.add_argument("--sampler", choices=("uniform", "log_uniform"), default=None,
-                    help="sampled softmax: negative distribution (default log_uniform)")
     be.add_argument("--config", help="TOML file of model parameters")
     be.add_argument("--out", default="bench", help="output folder (default: bench)")
     _add_param_flags(be)
@@ -436,9 +436,8 @@ def cmd_bench(args) -> int:
     n_jobs = params.pop("n_jobs", None)
     if n_jobs is None:
         n_jobs = 2
-    for name in ("n_negatives", "sampler"):  # sampled-softmax settings; the other methods ignore them
-        if getattr(args, name) is not None:
-            params[name] = getattr(args, name)
+    if args.n_negatives is not None:  # a sampled-softmax setting; the other methods ignore it
+        params["n_negatives"] = args.n_negatives
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.preset and args.train:
         raise ParameterError("slide bench: give either --preset or TRAIN/--test files, not both.")

@@ -74,9 +74,14 @@ PARAMS: tuple[Param, ...] = (
        "pad active sets with distinct random neurons up to this size (count, or fraction of the "
        "layer if < 1); 'auto': 1.2 * active_size at the output layer, no padding elsewhere",
        low=0, group="lsh"),
-    _p("sample_correction", False, "bool",
-       "output layer: weight the random padding (min_active) as the uniform sample of the "
-       "remaining labels it is (sampled softmax's log-Q correction)", group="lsh"),
+    _p("sample_correction", True, "bool",
+       "output layer: weight each random padding id by its inclusion probability (sampled "
+       "softmax's log-Q correction), so training follows the full softmax and keeps the label "
+       "prior", group="lsh"),
+    _p("sampler", "log_uniform", "choice",
+       "distribution of the output layer's random padding (min_active): 'log_uniform' (Zipf "
+       "over labels ranked by training frequency, as the sampled softmax's negatives) or "
+       "'uniform'", choices=("uniform", "log_uniform"), group="lsh"),
     _p("center", True, "bool", "hash neurons' [w, b] minus their mean: the logit ranking is "
        "unchanged, but neurons no longer share one direction and crowd into a few buckets",
        group="lsh"),

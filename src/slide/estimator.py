@@ -22,7 +22,7 @@ from .data_checks import check_eval_set, check_X, check_Y
 from .errors import NotFittedError, ParameterError
 from .lsh import RebuildSchedule, rebuild_tables
 from .memory import check_fits, estimate_bytes
-from .network import (INSERTIONS, init_weights, lsh_spec, make_grad, make_lsh, make_net, make_work,
+from .network import (INSERTIONS, init_weights, label_order, lsh_spec, make_grad, make_lsh, make_net, make_work,
                       resolve_specs)
 from .persist import load_model, save_model
 
@@ -83,7 +83,7 @@ class SlideClassifier:
                  init_scale=1.0,
                  normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
-                 active_size="auto", threshold=2, min_active="auto", sample_correction=False, center=True,
+                 active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,
                  simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
@@ -106,6 +106,7 @@ class SlideClassifier:
         self.threshold = threshold
         self.min_active = min_active
         self.sample_correction = sample_correction
+        self.sampler = sampler
         self.center = center
         self.mips = mips
         self.wta_bin_size = wta_bin_size
@@ -186,7 +187,7 @@ class SlideClassifier:
         seed = training.resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         Ws, bs = init_weights(specs, rng, p["init_scale"])
-        self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz)
+        self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz, label_order(Y, Y.shape[1]))
         self.n_features_in_, self.n_labels_ = X.shape[1], Y.shape[1]
         self.history_ = []
         self.timings_ = {k: 0.0 for k in ("hashing", "selection", "forward", "backward", "optimizer", "rebuild")}
@@ -241,16 +242,18 @@ class SlideClassifier:
         if progress.done:
             self._progress = None
 
-    def _setup(self, p, specs, Ws, bs, seed, max_labels, max_nnz):
-        """Allocate every array of a model with the given settings and weights."""
+    def _setup(self, p, specs, Ws, bs, seed, max_labels, max_nnz, ranked):
+        """Allocate every array of a model with the given settings and weights; ``ranked``: the
+        label ids by decreasing training frequency (the log-uniform padding sampler's ranks)."""
         self._p = p
+        self._ranked = ranked
         self._max_labels = max_labels
         self._max_nnz = max_nnz
         self.layer_specs_ = specs
         self._seed = seed
         self._n_threads = resolve_n_jobs(p["n_jobs"])
         self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"], p["input_dropout"])
-        self._lsh, self._hps = make_lsh(specs, seed)
+        self._lsh, self._hps = make_lsh(specs, seed, ranked)
         self._work = make_work(specs, self._hps, self._n_threads, p["batch_size"], max_labels, max_nnz)
         self._grad = make_grad(specs, self._n_threads, p["batch_size"], max_labels, max_nnz)
         self._step = 0
@@ -348,7 +351,7 @@ class SlideClassifier:
                  for l, s in enumerate(self.layer_specs_)]
         n_threads = resolve_n_jobs(self.n_jobs)
         self.layer_specs_ = specs
-        self._lsh, self._hps = make_lsh(specs, self._seed)
+        self._lsh, self._hps = make_lsh(specs, self._seed, self._ranked)
         self._work = make_work(specs, self._hps, self._n_threads, self._p["batch_size"], self._max_labels,
                                self._max_nnz)
         self._grad = make_grad(specs, self._n_threads, self._p["batch_size"], self._max_labels, self._max_nnz)

@@ -15,11 +15,12 @@ from numba import typed
 
 from .kernels.hashing import HashParams, make_scratch
 from .kernels.state import LSH, Grad, Net, Work
-from .kernels.tables import THRESHOLD, TOPK, VANILLA
+from .kernels.tables import LOG_UNIFORM, THRESHOLD, TOPK, UNIFORM, VANILLA
 from .errors import ParameterError
 from .lsh import FAMILIES, INSERTIONS, code_bits_of, make_hash_params
 
 SELECTIONS = {"vanilla": VANILLA, "topk": TOPK, "threshold": THRESHOLD}
+SAMPLERS = {"uniform": UNIFORM, "log_uniform": LOG_UNIFORM}
 AUTO_LSH_MIN_NEURONS = 4096  # lsh_layers='auto': an output layer this wide uses LSH
 
 
@@ -48,6 +49,7 @@ class LayerSpec:
     min_active: int = 0
     center: bool = True
     sample_correction: bool = True
+    sampler: str = "uniform"
     mips: bool = False
     bin_size: int = 8
     density: float = 1.0
@@ -179,6 +181,8 @@ def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
         bucket_bits=int(bits), bucket_size=int(bsize), insertion=p["insertion"],
         selection=p["selection"], active_size=int(active), threshold=int(p["threshold"]),
         min_active=int(min_active), sample_correction=bool(p["sample_correction"]),
+        # label frequencies rank the output neurons only; hidden padding stays uniform
+        sampler=p["sampler"] if is_output else "uniform",
         center=bool(p["center"]), mips=bool(p["mips"]), bin_size=int(p["wta_bin_size"]),
         density=float(p["simhash_density"]), doph_top=int(p["doph_top"]),
     )
@@ -246,11 +250,38 @@ def _dummy_hp() -> HashParams:
     return make_hash_params("simhash", 1, 1, 1, bucket_bits=1, seed=0)
 
 
-def make_lsh(specs: list[LayerSpec], seed: int) -> tuple[LSH, list[HashParams]]:
-    """Hash functions and empty tables of every layer. Also returns the HashParams as a Python
-    list: read back from the Numba typed list, their uint64 fields come out as Python ints that
-    no longer convert to the compiled signature."""
-    hps, buckets, fills = [], [], []
+def label_order(Y, n_labels: int) -> np.ndarray:
+    """Label ids by decreasing training frequency (ties by id): the ranks of the log-uniform
+    padding sampler."""
+    counts = np.bincount(Y.indices, minlength=n_labels)
+    return np.argsort(-counts, kind="stable").astype(np.int32)
+
+
+def log_uniform_log1mq(ranked: np.ndarray) -> np.ndarray:
+    """log(1 - q_j) for every neuron j, q_j = log((r + 2) / (r + 1)) / log(n + 1) at its rank r."""
+    n = ranked.shape[0]
+    r = np.arange(n, dtype=np.float64)
+    q = np.log1p(1.0 / (r + 1.0)) / np.log(n + 1.0)
+    out = np.empty(n, np.float64)
+    out[ranked] = np.log1p(-q)
+    return out
+
+
+def make_lsh(specs: list[LayerSpec], seed: int, ranked=None) -> tuple[LSH, list[HashParams]]:
+    """Hash functions and empty tables of every layer. ``ranked``: output ids by decreasing label
+    frequency, for a log-uniform padding sampler (:func:`label_order`). Also returns the
+    HashParams as a Python list: read back from the Numba typed list, their uint64 fields come
+    out as Python ints that no longer convert to the compiled signature."""
+    hps, buckets, fills, rankeds, log1mqs = [], [], [], [], []
+    for s in specs:
+        if s.lsh and s.sampler == "log_uniform":
+            if ranked is None or ranked.shape != (s.n_out,):
+                raise ValueError("a log-uniform padding sampler needs the label frequency order")
+            rankeds.append(np.ascontiguousarray(ranked, np.int32))
+            log1mqs.append(log_uniform_log1mq(ranked))
+        else:
+            rankeds.append(np.zeros(0, np.int32))
+            log1mqs.append(np.zeros(0, np.float64))
     for l, s in enumerate(specs):
         if s.lsh:
             hp = make_hash_params(s.family, s.K, s.L, s.hash_dim, bucket_bits=s.bucket_bits,
@@ -274,6 +305,9 @@ def make_lsh(specs: list[LayerSpec], seed: int) -> tuple[LSH, list[HashParams]]:
         threshold=arr(lambda s: s.threshold),
         min_active=arr(lambda s: s.min_active),
         correct=arr(lambda s: int(s.sample_correction)),
+        sampler=arr(lambda s: SAMPLERS[s.sampler]),
+        ranked=_tl(rankeds),
+        log1mq=_tl(log1mqs),
     )
     return lsh, hps
 
@@ -285,6 +319,7 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
     labels, ``max_nnz`` input non-zeros)."""
     T, S = n_threads, n_slots
     f32, i32, i64 = np.float32, np.int32, np.int64
+    n_seq = lambda s: s.min_active if s.lsh and s.sampler == "log_uniform" else 0  # noqa: E731
     act_ids, act, delta, dinput = [], [], [], []
     stamp, count, cand, codes, keys, order, qbuf, qidx, qval, hscr = ([] for _ in range(10))
     for l, s in enumerate(specs):
@@ -309,11 +344,13 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
     return Work(
         x_idx=np.zeros((S, max_nnz), i32), x_val=azeros((S, max_nnz), f32), x_n=np.zeros(S, i64),
         act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
-        n_head=np.zeros((S, len(specs)), i64),
+        n_head=np.zeros((S, len(specs)), i64), pad_tries=np.zeros((S, len(specs)), i64),
+        pad_seq=_tl(np.zeros(n_seq(s), i32) for s in specs), pad_seq_try=_tl(np.zeros(n_seq(s), i64) for s in specs),
+        pad_seq_n=np.zeros((len(specs), 2), i64),
         dinput=_tl(dinput), stamp=_tl(stamp), count=_tl(count), cand=_tl(cand), codes=_tl(codes),
         keys=_tl(keys), order=_tl(order), qbuf=_tl(qbuf), qidx=_tl(qidx), qval=_tl(qval),
         hscratch=_tl(hscr), tags=np.zeros(T, i64),
     )
 
 
-__all__ = ["LayerSpec", "resolve_specs", "lsh_spec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "FAMILIES", "INSERTIONS", "SELECTIONS"]
+__all__ = ["LayerSpec", "resolve_specs", "lsh_spec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "label_order", "SAMPLERS", "FAMILIES", "INSERTIONS", "SELECTIONS"]

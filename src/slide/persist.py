@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from .config import validate_params
 from .errors import DataFormatError
 from .io import read_arrays, write_arrays
@@ -26,6 +28,7 @@ def save_model(model, path, progress=None) -> None:
             arrays[f"mb{l}"], arrays[f"vb{l}"] = net.mb[l], net.vb[l]
         if model.layer_specs_[l].lsh:
             arrays[f"buckets{l}"], arrays[f"fill{l}"] = lsh.buckets[l], lsh.fill[l]
+    arrays["label_order"] = model._ranked
     meta = {
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model._p.items()},
         "layer_specs": [dataclasses.asdict(s) for s in model.layer_specs_],
@@ -50,6 +53,7 @@ def load_model(cls, path):
     arrays, meta = read_arrays(path)
     try:
         params = dict(meta["params"])
+        params.setdefault("sampler", "uniform")  # files from before the parameter existed
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         if isinstance(params["lsh_layers"], list):
             params["lsh_layers"] = tuple(params["lsh_layers"])
@@ -63,7 +67,15 @@ def load_model(cls, path):
             want = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
             if Ws[l].shape != want or bs[l].shape != (s.n_out,):
                 raise DataFormatError(f"{path}: layer {l} weights have shape {Ws[l].shape}, expected {want}.")
-        model._setup(p, specs, Ws, bs, int(meta["seed"]), int(meta["max_labels"]), int(meta["max_nnz"]))
+        n_labels = int(meta["n_labels"])
+        ranked = arrays.get("label_order")
+        if ranked is None:  # files from before the log-uniform sampler: frequencies unknown
+            ranked = np.arange(n_labels, dtype=np.int32)
+        if (ranked.shape != (n_labels,) or ranked.dtype != np.int32
+                or not np.array_equal(np.sort(ranked), np.arange(n_labels))):
+            raise DataFormatError(f"{path}: array label_order is {ranked.dtype}{ranked.shape}, expected "
+                                  f"a permutation of the {n_labels} label ids.")
+        model._setup(p, specs, Ws, bs, int(meta["seed"]), int(meta["max_labels"]), int(meta["max_nnz"]), ranked)
         net, lsh = model._net, model._lsh
         for l in range(n_layers):
             targets = []

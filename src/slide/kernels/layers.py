@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from .rng import rand_uniform
+from .tables import UNIFORM
 
 # Re-association lets LLVM vectorise the dot products and axpys; NaN/Inf semantics are kept
 # (no 'nnan'/'ninf'), so a diverging run is still detected.
@@ -140,25 +141,39 @@ def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
         prev[i] = dh[i] * scale if in_val[i] > 0 else 0.0
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab, n_head, n_out):
-    """Softmax over the active logits of the output layer and cross-entropy against the uniform
-    distribution over the sample's labels; writes probabilities into work.act and
-    delta = p - y into work.delta. In an LSH output layer the labels are the first ``n_lab``
-    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss.
+@njit(cache=True, fastmath=False)
+def correct_padding(z, ids, n_head, n_act, n_out, sampler, tries, log1mq):
+    """Sampling correction of an LSH output layer's random padding (sampled softmax's log-Q
+    correction): active positions ``n_head .. n_act`` (after the labels and retrieved ids) are a
+    random sample of the other neurons, and each logit gets - log of its neuron's inclusion
+    probability pi_j. The softmax denominator then estimates the full one without bias
+    (Horvitz-Thompson), so every neuron's expected gradient is its full-softmax one, as in dense
+    training; without it the neurons the retrieval rarely returns (a frequent label absent from
+    the sample) are rarely pushed down and the label prior is lost.
 
-    Sampling correction: active positions ``n_head .. n_act`` of an LSH output layer are a
-    uniform sample (without replacement) of the ``n_out - n_head`` neurons outside the head
-    (labels + retrieved). Each stands for (n_out - n_head) / (n_act - n_head) of them, so its
-    logit gets + log of that ratio (sampled softmax's log-Q correction): the softmax denominator
-    is then an unbiased estimate of the full one, and every tail neuron's expected gradient is
-    its full-softmax probability, as in dense training."""
-    z = work.act[l][s]
-    delta = work.delta[l][s]
-    if not dense_out and n_act > n_head:
+    uniform: ``n_act - n_head`` distinct ids out of ``n_out - n_head``: pi = their ratio, exact.
+    log_uniform: ``tries`` independent draws of which the new distinct ids were kept:
+    pi_j = 1 - (1 - q_j) ** tries, ``log1mq[j] = log(1 - q_j)`` (the approximation TensorFlow's
+    sampled softmax also uses for unique draws)."""
+    if n_act <= n_head:
+        return
+    if sampler == UNIFORM:
         log_w = np.float32(np.log((n_out - n_head) / (n_act - n_head)))
         for a in range(n_head, n_act):
             z[a] += log_w
+    else:
+        for a in range(n_head, n_act):
+            z[a] -= np.float32(np.log(-np.expm1(tries * log1mq[ids[a]])))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
+    """Softmax over the active logits of the output layer and cross-entropy against the uniform
+    distribution over the sample's labels; writes probabilities into work.act and
+    delta = p - y into work.delta. In an LSH output layer the labels are the first ``n_lab``
+    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss."""
+    z = work.act[l][s]
+    delta = work.delta[l][s]
     mx = z[0]
     for a in range(1, n_act):
         if z[a] > mx:

@@ -40,6 +40,9 @@ class LSH(NamedTuple):
     threshold: np.ndarray  # int64: THRESHOLD mode, minimum number of tables
     min_active: np.ndarray  # int64: active sets are padded with random ids to this size
     correct: np.ndarray  # int64: log-Q correction of the random padding (output layer)
+    sampler: np.ndarray  # int64: distribution of the padding, UNIFORM / LOG_UNIFORM
+    ranked: list  # int32 (n_out,) for a LOG_UNIFORM layer: neuron ids by decreasing label frequency
+    log1mq: list  # float64 (n_out,) for a LOG_UNIFORM layer: log(1 - q_j), q_j = P(draw j)
 
 
 class Work(NamedTuple):
@@ -56,6 +59,10 @@ class Work(NamedTuple):
     delta: list  # float32 (S, cap): dLoss/dz of the active neurons
     n_active: np.ndarray  # int64 (S, n_layers)
     n_head: np.ndarray  # int64 (S, n_layers): labels + retrieved ids (before random padding)
+    pad_tries: np.ndarray  # int64 (S, n_layers): draws the sample's padding used (LOG_UNIFORM)
+    pad_seq: list  # int32 (min_active,) per layer: the batch's distinct log-uniform draws
+    pad_seq_try: list  # int64 (min_active,) per layer: draws made up to each of them
+    pad_seq_n: np.ndarray  # int64 (n_layers, 2): length of pad_seq, draws made in all
     # per thread slot
     dinput: list  # float32 (T, n_in): dLoss/d(input activation), layers >= 1
     stamp: list  # int64 (T, n_out) for LSH layers

@@ -15,10 +15,11 @@ cleared between samples; ``count`` holds the number of tables that returned j.
 import numpy as np
 from numba import njit, prange
 
-from .rng import rand_below, stream_seed
+from .rng import rand_below, rand_uniform, stream_seed
 
 FIFO, RESERVOIR = 0, 1
 VANILLA, TOPK, THRESHOLD = 0, 1, 2
+UNIFORM, LOG_UNIFORM = 0, 1  # distributions of the random padding
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -175,3 +176,57 @@ def pad_random(n_neurons, target, stamp, tag, out, n_out, rng):
             out[n_out] = j
             n_out += 1
     return n_out
+
+
+@njit(cache=True, fastmath=False)
+def log_uniform_sequence(ranked, n_distinct, max_tries, rng, stamp, tag, seq, seq_try):
+    """Draw neurons from the log-uniform (Zipf) distribution over frequency ranks,
+    P(rank r) = log((r + 2) / (r + 1)) / log(n + 1), where ``ranked[r]`` is the neuron of rank r,
+    until ``n_distinct`` distinct ones were drawn or ``max_tries`` draws were made (the head of
+    the distribution repeats). Writes the distinct neurons in order of first appearance to
+    ``seq`` and the number of draws made up to and including each one to ``seq_try``; returns
+    (distinct count, draws made). A batch draws one sequence and every sample pads from it
+    (:func:`pad_from_sequence`), as sampled softmax shares its negatives. ``stamp``/``tag``: a
+    scratch marker array and an unused tag (see the module docstring)."""
+    n = ranked.shape[0]
+    if n_distinct > n:
+        n_distinct = n
+    if n_distinct > seq.shape[0]:
+        n_distinct = seq.shape[0]
+    log_n1 = np.log(n + 1.0)
+    tries = 0
+    k = 0
+    while k < n_distinct and tries < max_tries:
+        # inverse CDF: exp(u * log(n + 1)) is in [r + 1, r + 2) with the probability above
+        r = np.int64(np.exp(rand_uniform(rng) * log_n1)) - 1
+        if r >= n:
+            r = n - 1
+        tries += 1
+        j = ranked[r]
+        if stamp[j] != tag:
+            stamp[j] = tag
+            seq[k] = j
+            seq_try[k] = tries
+            k += 1
+    return k, tries
+
+
+@njit(cache=True, fastmath=False)
+def pad_from_sequence(target, stamp, tag, out, n_out, seq, seq_try, n_seq, total_tries):
+    """Add the neurons of a drawn sequence (:func:`log_uniform_sequence`) that are not yet in the
+    active set, in order, until it has ``target`` ids. Returns the new size and the number of
+    draws this sample used: those up to its last added neuron, or all of them if the sequence
+    ran out first (the inclusion probabilities of the sampling correction follow from it)."""
+    if target > out.shape[0]:
+        target = out.shape[0]
+    if n_out >= target:
+        return n_out, 0
+    for k in range(n_seq):
+        j = seq[k]
+        if stamp[j] != tag:
+            stamp[j] = tag
+            out[n_out] = j
+            n_out += 1
+            if n_out >= target:
+                return n_out, seq_try[k]
+    return n_out, total_tries

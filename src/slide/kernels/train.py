@@ -13,10 +13,11 @@ import numpy as np
 from numba import njit, prange
 
 from .hashing import codes_to_keys, hash_dense, hash_sparse
-from .layers import FASTMATH, backward_input, dropout_layer, forward_layer, load_input, softmax_loss
+from .layers import (FASTMATH, backward_input, correct_padding, dropout_layer, forward_layer, load_input,
+                     softmax_loss)
 from .optim import group_input_major, group_output_major, update_input_major, update_output_major
 from .rng import stream_seed
-from .tables import pad_random, select_active
+from .tables import UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random, select_active
 from .timer import cycles
 
 # phases timed inside the kernel (cycles summed over threads)
@@ -76,8 +77,9 @@ PAD_STREAM = 1 << 40  # stream numbers of the shared padding; per-sample streams
 def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
     """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
     first, then retrieved ids (together the "head", whose size goes to work.n_head[s, l]), then,
-    if ``pad``, distinct uniformly random ids drawn from ``pad_rng`` up to min_active. Returns its
-    size."""
+    if ``pad``, distinct random ids up to min_active: uniform ones drawn from ``pad_rng``, or
+    log-uniform ones from the batch's drawn sequence (:func:`draw_padding`; the draws used go to
+    work.pad_tries[s, l]). Returns its size."""
     tag = work.tags[t] + 1
     work.tags[t] = tag
     out = work.act_ids[l][s]
@@ -95,7 +97,31 @@ def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
     work.n_head[s, l] = n
     if not pad:
         return n
-    return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, pad_rng)
+    if lsh.sampler[l] == UNIFORM:
+        return pad_random(net.sizes[l + 1], lsh.min_active[l], stamp, tag, out, n, pad_rng)
+    n, tries = pad_from_sequence(lsh.min_active[l], stamp, tag, out, n, work.pad_seq[l], work.pad_seq_try[l],
+                                 work.pad_seq_n[l, 0], work.pad_seq_n[l, 1])
+    work.pad_tries[s, l] = tries
+    return n
+
+
+@njit(cache=True, fastmath=False)
+def draw_padding(lsh, work, seed, batch_no):
+    """The log-uniform padding sequence of each layer that uses one, drawn once per batch (with
+    thread slot 0's marker array, before the samples run)."""
+    st = np.empty(1, np.uint64)
+    for l in range(lsh.sampler.shape[0]):
+        if lsh.sampler[l] == UNIFORM or lsh.min_active[l] == 0:
+            continue
+        tag = work.tags[0] + 1
+        work.tags[0] = tag
+        st[0] = stream_seed(seed, batch_no, PAD_STREAM + l)
+        # the head of the Zipf distribution repeats: bound the draws (the correction counts them)
+        max_tries = 64 * lsh.min_active[l] + 1024
+        k, tries = log_uniform_sequence(lsh.ranked[l], lsh.min_active[l], max_tries, st, work.stamp[l][0], tag,
+                                        work.pad_seq[l], work.pad_seq_try[l])
+        work.pad_seq_n[l, 0] = k
+        work.pad_seq_n[l, 1] = tries
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -107,6 +133,7 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
     n_layers = net.is_lsh.shape[0]
     out_l = n_layers - 1
     empty = np.empty(0, np.int32)
+    draw_padding(lsh, work, seed, batch_no)
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
         pad_rng = np.empty(1, np.uint64)
@@ -145,9 +172,12 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
                     dropout_layer(work, l, s, n_act, net.dropout[l], rng)
                 timers[t, PH_FORWARD] += cycles() - c0
             c0 = cycles()
-            n_head = work.n_head[s, out_l] if lsh.correct[out_l] != 0 else work.n_active[s, out_l]
-            losses[t] += softmax_loss(work, out_l, s, work.n_active[s, out_l],
-                                      net.is_lsh[out_l] == 0, lab, n_lab, n_head, net.sizes[out_l + 1])
+            n_act = work.n_active[s, out_l]
+            if net.is_lsh[out_l] != 0 and lsh.correct[out_l] != 0:
+                correct_padding(work.act[out_l][s], work.act_ids[out_l][s], work.n_head[s, out_l], n_act,
+                                net.sizes[out_l + 1], lsh.sampler[out_l], work.pad_tries[s, out_l],
+                                lsh.log1mq[out_l])
+            losses[t] += softmax_loss(work, out_l, s, n_act, net.is_lsh[out_l] == 0, lab, n_lab)
             for l in range(n_layers - 1, 0, -1):
                 in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, x_n)
                 backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, work.n_active[s, l])
