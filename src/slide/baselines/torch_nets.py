@@ -40,9 +40,7 @@ SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "norma
 SAMPLED_PARAMS = (
     Param("n_negatives", 1024, "int", "sampled softmax: negatives drawn per batch (shared by its samples)",
           low=1, high=1 << 24),
-    Param("sampler", "log_uniform", "choice",
-          "sampled softmax: negative distribution, 'uniform' or 'log_uniform' (Zipf over labels ranked "
-          "by training frequency)", choices=("uniform", "log_uniform")),
+    PARAM_BY_NAME["sampler"],  # one parameter with SLIDE's padding: the same values and default
 )
 
 # Rows of logits computed at once in prediction: bounds the (rows, n_labels) float32 block.
