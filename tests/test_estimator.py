@@ -83,7 +83,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(data):
     assert clf.coefs_[0].shape == (X.shape[1], 32) and clf.coefs_[1].shape == (Y.shape[1], 32)
     assert len(clf.history_) == 3 and clf.n_iter_ == 3
     assert {"P@1", "P@5", "loss", "samples_per_second", "active_mean"} <= set(clf.history_[-1])
-    assert set(clf.timings_) == {"hashing", "selection", "forward", "backward", "optimizer", "rebuild"}
+    assert set(clf.timings_) == {"setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild"}
     assert clf.layer_specs_[-1].lsh and not clf.layer_specs_[0].lsh
 
 

@@ -298,6 +298,8 @@ def _valid(p):
         return st.sampled_from(p.choices)
     if k == "int_auto":
         return st.just("auto") | st.integers(int(p.low), int(hi))
+    if k == "float_auto":
+        return st.just("auto") | st.floats(p.low, hi)
     if k == "size_auto":
         low = 1 if p.low_open else 0
         return st.just("auto") | st.integers(low, int(hi)) | st.floats(0.01, 0.99)
@@ -318,8 +320,8 @@ def _invalid(p):
     bad = list(WRONG_TYPES)
     if k in ("int", "int_auto"):
         bad += [int(p.low) - 1, int(p.high) + 1, p.low + 0.5, float("nan"), float("inf"), True, "auto" if k == "int" else "Auto"]
-    elif k == "float":
-        bad += [float("nan"), float("inf"), -float("inf"), p.high * 2 + 1, True]
+    elif k in ("float", "float_auto"):
+        bad += [float("nan"), float("inf"), -float("inf"), p.high * 2 + 1, True] + (["Auto"] if k == "float_auto" else [])
         bad += [p.low] if p.low_open else [p.low - 1e-3]
         bad += [p.high] if p.high_open else []
     elif k == "bool":
@@ -495,7 +497,7 @@ def cli_files(tiny, tmp_path_factory):
 def _param_flag_values(p):
     """Text values for a parameter flag: cheap valid ones and invalid ones."""
     valid = {"int": ["1", "2"], "float": [str(p.low if not p.low_open else (p.low + (p.high or 1)) / 2)],
-             "bool": ["true", "0", "yes"], "choice": list(p.choices), "int_auto": ["auto", "1", "2"],
+             "bool": ["true", "0", "yes"], "choice": list(p.choices), "int_auto": ["auto", "1", "2"], "float_auto": ["auto", "0", "0.5"],
              "size_auto": ["auto", "0.5", "3"], "sizes": ["4", "", "2,3", "none"], "layers": ["auto", "none", "0"],
              "seed": ["0", "none", "7"], "n_jobs": ["1", "-1", "none"]}[p.kind]
     invalid = ["abc", "-5", "1e400", "nan", "", "0x10", "1.5", "99999999999999999999999", "--", " ", "auto,1"]

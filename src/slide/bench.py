@@ -32,9 +32,11 @@ import scipy.sparse as sp
 from .config import PARAM_BY_NAME, validate_value
 from .errors import DataFormatError, ParameterError, SlideError
 
-METHODS = ("slide", "dense", "sampled", "label_tree")
+METHODS = ("slide", "dense", "sampled", "omikuji", "pecos")
+TREES = ("omikuji", "pecos")  # label-tree methods: trained once, evaluated once
 LABELS = {"slide": "SLIDE (this library, LSH-sparse)", "dense": "dense full softmax (PyTorch)",
-          "sampled": "sampled softmax (PyTorch)", "label_tree": "label tree (omikuji)"}
+          "sampled": "sampled softmax (PyTorch)", "omikuji": "label trees (omikuji)",
+          "pecos": "label trees (PECOS XR-Linear)"}
 
 
 # ----------------------------------------------------------------------------- data
@@ -92,7 +94,7 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def make_estimator(method: str, params: dict, n_jobs: int):
+def make_estimator(method: str, params: dict, n_jobs: int, pecos_python=None):
     if method == "slide":
         from .estimator import SlideClassifier
 
@@ -109,8 +111,10 @@ def make_estimator(method: str, params: dict, n_jobs: int):
 
         kw = {k: v for k, v in params.items() if k in SHARED or k in ("n_negatives", "sampler")}
         return baselines.SampledSoftmaxClassifier(**kw, n_jobs=n_jobs)
-    if method == "label_tree":
+    if method == "omikuji":
         return baselines.LabelTreeClassifier(n_jobs=n_jobs)
+    if method == "pecos":
+        return baselines.PecosClassifier(python=pecos_python, n_jobs=n_jobs)
     raise ParameterError(f"Unknown method {method!r}; expected one of {', '.join(METHODS)}.")
 
 
@@ -138,7 +142,7 @@ def run_method(spec: dict) -> list[dict]:
     method, budget, every = spec["method"], spec.get("max_seconds"), spec.get("eval_every")
     params = dict(spec.get("params", {}))
     params.setdefault("random_state", spec["data"].get("random_state", 0))
-    clf = make_estimator(method, params, spec["n_jobs"])
+    clf = make_estimator(method, params, spec["n_jobs"], spec.get("pecos_python"))
     rss_data = _rss_bytes()
     records: list[dict] = []
     base = {"method": method, "n_jobs": spec["n_jobs"], "dataset": name, "n_train": int(X.shape[0]),
@@ -174,10 +178,12 @@ def run_method(spec: dict) -> list[dict]:
             state["next_eval"] = ts + every
         return False
 
-    if method == "label_tree":
+    if method in TREES:
         t0 = time.perf_counter()
         clf.fit(X, Y)
-        last.update(train_seconds=time.perf_counter() - t0, samples_seen=X.shape[0], epoch=1)
+        # PECOS reports the time it trained for in its own process (no file exchange)
+        seconds = getattr(clf, "train_seconds_", time.perf_counter() - t0)
+        last.update(train_seconds=seconds, samples_seen=X.shape[0], epoch=1)
     else:
         clf.fit(X, Y, batch_callback=on_batch, batch_callback_every=1)
         if clf.history_ and clf.history_[-1]["samples_seen"] >= last.get("samples_seen", 0):
@@ -185,7 +191,8 @@ def run_method(spec: dict) -> list[dict]:
     final = point(last, final=True)
     final["load_seconds"] = load_seconds
     final["rss_after_data_bytes"] = rss_data
-    final["theoretical_bytes"] = theoretical_bytes(method, clf, X.shape[1], Y.shape[1], params)
+    final["theoretical_bytes"] = (None if method in TREES else
+                                  theoretical_bytes(method, clf, X.shape[1], Y.shape[1], params))
     final["model_peak_bytes"] = final["peak_rss_bytes"] - rss_data
     return records
 
@@ -216,31 +223,36 @@ def _child(spec: dict, timeout: float | None) -> list[dict]:
             return json.load(f)
 
 
-def check_methods(methods) -> list[str]:
+def check_methods(methods, pecos_python=None) -> list[str]:
     from .baselines import available
 
-    ok = available()
+    ok = available(pecos_python)
     out = []
     for m in methods:
         if m not in METHODS:
             raise ParameterError(f"Unknown method {m!r} for slide bench; expected some of {', '.join(METHODS)}.")
-        if m != "slide" and not ok["label_tree" if m == "label_tree" else "dense"]:
-            need = "omikuji (pip install omikuji)" if m == "label_tree" else "PyTorch (pip install 'slide[torch]')"
-            raise ParameterError(f"slide bench: method {m!r} needs {need}, which is not installed here.")
+        if m != "slide" and not ok[m]:
+            need = {"omikuji": "omikuji (pip install omikuji)",
+                    "pecos": "an interpreter with libpecos (--pecos_python, or $SLIDE_PECOS_PYTHON)"}.get(
+                m, "PyTorch (pip install 'slide[torch]')")
+            raise ParameterError(f"slide bench: method {m!r} needs {need}, which is not available here.")
         out.append(m)
     return out
 
 
 def run_bench(data: dict, methods=("slide", "dense"), *, params=None, method_params=None, n_jobs=2,
               max_seconds=None, eval_every=60.0, mode="curve", threads=(1, 2), out_dir="bench",
-              verbose=True) -> dict:
+              verbose=True, pecos_python=None) -> dict:
     """Run the benchmark and write ``out_dir/bench.json`` and ``out_dir/bench.png``.
 
     ``params``: estimator parameters shared by every method (e.g. ``hidden_layer_sizes``,
     ``epochs``); ``method_params``: per-method extras, e.g. ``{"sampled": {"n_negatives": 2048}}``.
     ``max_seconds``: training-time budget per method (None: the epochs decide; in threads mode
-    with 'auto' epochs, 60 s per run)."""
-    methods = check_methods(methods)
+    with 'auto' epochs, 60 s per run). ``pecos_python``: the interpreter that runs PECOS
+    (:mod:`slide.baselines.xr_linear`)."""
+    from .baselines.xr_linear import pecos_python as find_pecos
+
+    methods = check_methods(methods, pecos_python)
     if mode not in ("curve", "threads"):
         raise ParameterError(f"mode must be 'curve' or 'threads'. Got {mode!r} instead.")
     params = _checked_params(params or {})
@@ -256,6 +268,8 @@ def run_bench(data: dict, methods=("slide", "dense"), *, params=None, method_par
         spec = {"method": m, "data": data, "params": {**result["params"], **(method_params or {}).get(m, {})},
                 "n_jobs": int(t), "max_seconds": max_seconds, "eval_every": eval_every if mode == "curve" else None,
                 "evaluate": mode == "curve", "verbose": verbose}
+        if m == "pecos":
+            spec["pecos_python"] = find_pecos(pecos_python)
         result["points"] += _child(spec, None)
         _write(result, out_dir)  # after every method: a crash later keeps what was measured
     if mode == "curve":

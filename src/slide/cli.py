@@ -44,7 +44,7 @@ def _parse_flag(p, text: str):
             if low in ("0", "false", "no", "off"):
                 return False
             return t
-        if k in ("int_auto", "size_auto") and t == "auto":
+        if k in ("int_auto", "size_auto", "float_auto") and t == "auto":
             return t
         if k in ("int", "int_auto", "seed", "n_jobs"):
             if k in ("seed", "n_jobs") and t.lower() == "none":
@@ -52,7 +52,7 @@ def _parse_flag(p, text: str):
             return int(t)
         if k == "size_auto":
             return int(t) if t.lstrip("-").isdigit() else float(t)
-        if k == "float":
+        if k in ("float", "float_auto"):
             return float(t)
     except ValueError:
         pass
@@ -260,6 +260,8 @@ def cmd_train(args) -> int:
         "n_labels": int(Ytr.shape[1]),
         "timings": {k: float(v) for k, v in clf.timings_.items()},
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
+        "recipe": {c.name: {"value": c.value, "reason": c.reason} for c in clf.recipe_},
+        "data_profile": clf.data_profile_.to_dict() if clf.data_profile_ is not None else None,
         "layers": [{"n_in": s.n_in, "n_out": s.n_out, "lsh": s.lsh, **({"K": s.K, "L": s.L, "bucket_bits": s.bucket_bits,
                     "bucket_size": s.bucket_size, "active_size": s.active_size, "min_active": s.min_active}
                                                                  if s.lsh else {})}
@@ -403,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="test points evaluated (a fixed shuffle; default 2000)")
     be.add_argument("--eval_first", "--eval-first", action="store_true",
                     help="evaluate on the first --eval_size test points instead of a fixed shuffle")
-    be.add_argument("--methods", default="slide,dense", help="comma-separated: slide,dense,sampled,label_tree")
+    be.add_argument("--methods", default="slide,dense", help="comma-separated: slide,dense,sampled,omikuji,pecos")
+    be.add_argument("--pecos_python", "--pecos-python", default=None,
+                    help="interpreter with libpecos installed, for --methods pecos (default: $SLIDE_PECOS_PYTHON)")
     be.add_argument("--mode", choices=("curve", "threads"), default="curve",
                     help="curve: P@1 vs time; threads: throughput vs thread count")
     be.add_argument("--threads", default="1,2", help="threads mode: thread counts (default 1,2)")
@@ -471,7 +475,8 @@ def cmd_bench(args) -> int:
     if not methods or any(m not in METHODS for m in methods):
         raise ParameterError(f"--methods must be a comma-separated subset of {','.join(METHODS)}. Got {args.methods!r}.")
     res = run_bench(data, methods, params=params, n_jobs=int(n_jobs), max_seconds=args.max_seconds,
-                    eval_every=args.eval_every, mode=args.mode, threads=threads, out_dir=args.out)
+                    eval_every=args.eval_every, mode=args.mode, threads=threads, out_dir=args.out,
+                    pecos_python=args.pecos_python)
     for m, v in res.get("summary", {}).items():
         print(m, json.dumps(v, default=float))
     print(f"Wrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.png'}")

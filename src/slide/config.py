@@ -18,7 +18,7 @@ from .errors import ParameterError
 class Param:
     name: str
     default: Any
-    kind: str  # int, float, bool, choice, sizes, layers, int_auto, size_auto, seed, n_jobs
+    kind: str  # int, float, float_auto, bool, choice, sizes, layers, int_auto, size_auto, seed, n_jobs
     help: str
     low: float | None = None
     high: float | None = None
@@ -39,12 +39,18 @@ PARAMS: tuple[Param, ...] = (
     _p("lsh_layers", "auto", "layers",
        "which layers select active neurons by LSH: 'auto' (the output layer when it has >= 4096 "
        "neurons), 'output', 'all', 'none', or layer numbers (0 = first hidden layer)", group="network"),
-    _p("dropout", 0.5, "float", "training dropout rate of the hidden layers' outputs", low=0,
-       high=0.95, group="network"),
-    _p("input_dropout", 0.5, "float", "training dropout rate of the input's non-zero features",
-       low=0, high=0.95, group="network"),
+    _p("dropout", "auto", "float_auto", "training dropout rate of the hidden layers' outputs; 'auto': "
+       "chosen from the data (slide.recipe)", low=0, high=0.95, group="network"),
+    _p("input_dropout", "auto", "float_auto", "training dropout rate of the input's non-zero features; "
+       "'auto': chosen from the data (slide.recipe)", low=0, high=0.95, group="network"),
     _p("init_scale", 1.0, "float", "multiplier of the uniform initialisation bound", low=0,
        low_open=True, high=1e3, group="network"),
+    _p("output_init", "auto", "choice", "initial output rows: 'centroid' (each label's row points "
+       "where its training points' hidden vectors lie, slide.centroids), 'uniform' (random), or "
+       "'auto': chosen from the data (slide.recipe)", choices=("auto", "centroid", "uniform"), group="network"),
+    _p("centroid_scale", 10.0, "float", "output_init='centroid': the starting logit of an input of "
+       "average hidden norm aligned with its label's centroid", low=0, low_open=True, high=1e3,
+       group="network"),
     _p("normalize", "l2", "choice", "scale each input row: 'l2' (unit norm) or 'none'",
        choices=("l2", "none"), group="network"),
     # --- LSH
@@ -103,8 +109,8 @@ PARAMS: tuple[Param, ...] = (
        "optimiser steps, at least 5 and at most 50", low=1, high=1 << 20),
     _p("batch_size", 128, "int", "samples per optimiser step", low=1, high=1 << 20),
     _p("learning_rate", 3e-3, "float", "step size", low=0, low_open=True, high=10),
-    _p("lr_schedule", "linear", "choice", "'constant', or 'linear' decay to 0 over all epochs",
-       choices=("constant", "linear")),
+    _p("lr_schedule", "auto", "choice", "'constant', 'linear' decay to 0 over all epochs, or 'auto': "
+       "chosen from the data (slide.recipe)", choices=("auto", "constant", "linear")),
     _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
        choices=("adam", "sgd")),
     # at most 1 - 1e-7: the kernels run Adam in float32, where a beta closer to 1 rounds to 1 and
@@ -167,10 +173,13 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
         if is_str and value in p.choices:
             return value
         _fail(owner, p, "one of " + ", ".join(repr(c) for c in p.choices), value)
-    if k == "int_auto":
+    if k in ("int_auto", "float_auto"):
         if is_str and value == "auto":
             return value
-        return _check_number(owner, p, value, "int")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            kind = "an int" if k == "int_auto" else "a float"
+            _fail(owner, p, f"'auto' or {kind} in {_range_text(p, k[:-5])}", value)
+        return _check_number(owner, p, value, k[:-5])
     if k == "size_auto":
         if is_str and value == "auto":
             return value

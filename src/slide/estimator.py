@@ -7,6 +7,7 @@ The estimator validates parameters and data once at the boundary, allocates ever
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import predict as _predict
-from . import training
+from . import recipe, training
+from .centroids import init_output_centroids
 from .config import DEFAULTS, PARAMS, validate_params
 from .data_checks import check_eval_set, check_X, check_Y
 from .errors import NotFittedError, ParameterError
@@ -25,6 +27,11 @@ from .memory import check_fits, estimate_bytes
 from .network import (INSERTIONS, init_weights, label_order, lsh_spec, make_grad, make_lsh, make_net, make_work,
                       resolve_specs)
 from .persist import load_model, save_model
+from .recipe import DataProfile
+
+# timings_ keys: setup (validation, profile, initialisation, first tables: wall), per-sample
+# phases summed over threads, then the optimiser pass and table rebuilds (wall)
+TIMED_PHASES = ("setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild")
 
 
 def resolve_n_jobs(n_jobs) -> int:
@@ -79,21 +86,22 @@ class SlideClassifier:
         Epochs run.
     """
 
-    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout=0.5, input_dropout=0.5,
-                 init_scale=1.0,
-                 normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
+    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout="auto", input_dropout="auto",
+                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,
                  simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
-                 lr_schedule="linear", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
+                 lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lsh_layers = lsh_layers
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.init_scale = init_scale
+        self.output_init = output_init
+        self.centroid_scale = centroid_scale
         self.normalize = normalize
         self.hash_family = hash_family
         self.hashes_per_table = hashes_per_table
@@ -171,6 +179,7 @@ class SlideClassifier:
         -------
         self
         """
+        t_setup = time.perf_counter()
         p = validate_params(self.get_params())
         X = check_X(X, name="X", normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
@@ -180,6 +189,11 @@ class SlideClassifier:
         n_trainable = int((n_labels_per_row > 0).sum())
         if n_trainable == 0:
             raise ParameterError("Y has no sample with a label: there is nothing to train on.")
+        self.data_profile_ = DataProfile.of(X, Y)
+        n_batches = -(-n_trainable // p["batch_size"])
+        p, self.recipe_ = recipe.resolve(p, self.data_profile_, n_batches)
+        if p["verbose"]:
+            print(recipe.report(self.data_profile_, self.recipe_), file=sys.stderr, flush=True)
         specs = resolve_specs(p, X.shape[1], Y.shape[1])
         max_labels = int(n_labels_per_row.max())
         max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
@@ -187,17 +201,20 @@ class SlideClassifier:
         seed = training.resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         Ws, bs = init_weights(specs, rng, p["init_scale"])
-        self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz, label_order(Y, Y.shape[1]))
-        self.n_features_in_, self.n_labels_ = X.shape[1], Y.shape[1]
-        self.history_ = []
-        self.timings_ = {k: 0.0 for k in ("hashing", "selection", "forward", "backward", "optimizer", "rebuild")}
-        n_batches = -(-n_trainable // p["batch_size"])
-        n_epochs = training.resolve_epochs(p["epochs"], n_batches)
-        self._total_steps = n_batches * n_epochs
-        progress = training.Progress(n_epochs=n_epochs, rng_state=rng.bit_generator.state,
-                                     fingerprint=training.data_fingerprint(X, Y))
-        with thread_limits(self._n_threads):
+        n_threads = resolve_n_jobs(p["n_jobs"])
+        with thread_limits(n_threads):
+            if p["output_init"] == "centroid":
+                init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
+            self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz, label_order(Y, Y.shape[1]))
+            del Ws, bs
+            self.n_features_in_, self.n_labels_ = X.shape[1], Y.shape[1]
+            self.history_ = []
+            self.timings_ = {k: 0.0 for k in TIMED_PHASES}
+            self._total_steps = n_batches * p["epochs"]
+            progress = training.Progress(n_epochs=p["epochs"], rng_state=rng.bit_generator.state,
+                                         fingerprint=training.data_fingerprint(X, Y))
             self._rebuild_all(initial=True)
+            self.timings_["setup"] = time.perf_counter() - t_setup
             self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
                         batch_callback_every)
         return self

@@ -16,6 +16,7 @@ from .config import validate_params
 from .errors import DataFormatError
 from .io import read_arrays, write_arrays
 from .network import LayerSpec
+from .recipe import Choice, DataProfile
 
 
 def save_model(model, path, progress=None) -> None:
@@ -29,8 +30,12 @@ def save_model(model, path, progress=None) -> None:
         if model.layer_specs_[l].lsh:
             arrays[f"buckets{l}"], arrays[f"fill{l}"] = lsh.buckets[l], lsh.fill[l]
     arrays["label_order"] = model._ranked
+    listed = lambda d: {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}  # noqa: E731
     meta = {
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model._p.items()},
+        "params": listed(model.get_params()),
+        "resolved_params": listed(model._p),
+        "recipe": [dataclasses.asdict(c) for c in model.recipe_],
+        "data_profile": model.data_profile_.to_dict(),
         "layer_specs": [dataclasses.asdict(s) for s in model.layer_specs_],
         "n_features_in": model.n_features_in_,
         "n_labels": model.n_labels_,
@@ -48,17 +53,27 @@ def save_model(model, path, progress=None) -> None:
     write_arrays(path, arrays, meta)
 
 
+def _params(stored: dict) -> dict:
+    """Constructor keywords from a file's parameter record (JSON lists back to tuples)."""
+    params = dict(stored)
+    params.setdefault("sampler", "uniform")  # files from before the parameter existed
+    params.setdefault("output_init", "uniform")  # ... and from before the centroid initialisation
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if isinstance(params["lsh_layers"], list):
+        params["lsh_layers"] = tuple(params["lsh_layers"])
+    return params
+
+
 def load_model(cls, path):
     """(model, progress dict or None) from a file written by :func:`save_model`."""
     arrays, meta = read_arrays(path)
     try:
-        params = dict(meta["params"])
-        params.setdefault("sampler", "uniform")  # files from before the parameter existed
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        if isinstance(params["lsh_layers"], list):
-            params["lsh_layers"] = tuple(params["lsh_layers"])
+        params = _params(meta["params"])
+        # files from before the recipe stored the values they trained with as the parameters
+        resolved = _params(meta.get("resolved_params", meta["params"]))
         model = cls(**params)
-        p = validate_params(model.get_params())
+        validate_params(model.get_params())
+        p = validate_params({**model.get_params(), **resolved})
         specs = [LayerSpec(**d) for d in meta["layer_specs"]]
         n_layers = len(specs)
         Ws = [arrays[f"W{l}"] for l in range(n_layers)]
@@ -97,6 +112,8 @@ def load_model(cls, path):
         model.n_features_in_ = int(meta["n_features_in"])
         model.n_labels_ = int(meta["n_labels"])
         model.history_ = list(meta["history"])
+        model.recipe_ = [Choice(**c) for c in meta.get("recipe", [])]
+        model.data_profile_ = DataProfile(**meta["data_profile"]) if meta.get("data_profile") else None
         model.timings_ = {k: float(v) for k, v in meta["timings"].items()}
         model.n_iter_ = len(model.history_)
         model.coefs_ = list(net.W)

@@ -25,16 +25,6 @@ from .kernels import train as K
 from .kernels.optim import ADAM, SGD
 from .kernels.timer import cycles_per_second
 
-AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
-
-
-def resolve_epochs(epochs, n_batches: int) -> int:
-    """'auto': small data sets need many passes, large ones few, so aim at a number of steps."""
-    if epochs == "auto":
-        return min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / max(1, n_batches))))
-    return int(epochs)
-
-
 def check_batch_callback(batch_callback, every) -> None:
     if batch_callback is not None and (isinstance(every, bool) or not isinstance(every, (int, np.integer))
                                        or every < 1):

@@ -9,6 +9,8 @@
   logits corrected by the log of each candidate's inclusion probability.
 * :class:`LabelTreeClassifier`: an adapter for ``omikuji`` (Parabel/Bonsai-style label trees)
   when it is installed; not a dependency.
+* :class:`PecosClassifier`: an adapter for PECOS XR-Linear, run in an interpreter of its own
+  (``libpecos`` pins old NumPy/SciPy); not a dependency.
 
 PyTorch is the optional extra ``slide[torch]`` (``pip install 'slide[torch]'``, pinned to 2.13.0);
 importing a baseline without it raises :class:`slide.errors.SlideError` saying so.
@@ -18,18 +20,21 @@ from __future__ import annotations
 
 from ..errors import SlideError
 
-__all__ = ["DenseClassifier", "SampledSoftmaxClassifier", "LabelTreeClassifier", "available"]
+__all__ = ["DenseClassifier", "SampledSoftmaxClassifier", "LabelTreeClassifier", "PecosClassifier", "available"]
 
 _TORCH = ("DenseClassifier", "SampledSoftmaxClassifier")
 
 
-def available() -> dict:
-    """Which baselines can run here: {'dense': bool, 'sampled': bool, 'label_tree': bool}."""
+def available(pecos_python=None) -> dict:
+    """Which baselines can run here: {'dense', 'sampled', 'omikuji', 'pecos'} -> bool (PECOS: an
+    interpreter for it is named or this one imports it, see :func:`xr_linear.pecos_python`)."""
     import importlib.util
 
+    from .xr_linear import pecos_python as find_pecos
+
     has_torch = importlib.util.find_spec("torch") is not None
-    return {"dense": has_torch, "sampled": has_torch,
-            "label_tree": importlib.util.find_spec("omikuji") is not None}
+    return {"dense": has_torch, "sampled": has_torch, "omikuji": importlib.util.find_spec("omikuji") is not None,
+            "pecos": find_pecos(pecos_python) is not None}
 
 
 def __getattr__(name):
@@ -45,4 +50,8 @@ def __getattr__(name):
         from .label_tree import LabelTreeClassifier
 
         return LabelTreeClassifier
+    if name == "PecosClassifier":
+        from .xr_linear import PecosClassifier
+
+        return PecosClassifier
     raise AttributeError(f"module 'slide.baselines' has no attribute {name!r}")

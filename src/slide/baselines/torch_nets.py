@@ -1,7 +1,9 @@
 """Dense and sampled-softmax baselines in PyTorch (CPU), matched to :class:`slide.SlideClassifier`.
 
 Matched means: the same layer sizes and initial weights (:func:`slide.network.init_weights`
-with the same ``random_state`` gives bit-identical starting arrays), the same loss
+and the centroid initialisation of :mod:`slide.centroids` with the same ``random_state`` give
+bit-identical starting arrays), the same recipe (:mod:`slide.recipe` decides the 'auto'
+parameters from the same data), the same loss
 (cross-entropy against the uniform distribution over a sample's labels, samples without labels
 skipped), dropout on the input's non-zeros and on hidden outputs, Adam with the same
 hyper-parameters and the same linear learning-rate decay over the planned steps, the same batch
@@ -30,10 +32,13 @@ from ..errors import NotFittedError, ParameterError, TrainingError
 from ..metrics import evaluate
 from ..network import LayerSpec, init_weights
 from ..estimator import resolve_n_jobs
-from ..training import check_batch_callback, resolve_epochs, resolve_seed
+from ..centroids import init_output_centroids
+from ..recipe import DataProfile, resolve
+from ..training import check_batch_callback, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
-SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "normalize", "epochs",
+SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "output_init", "centroid_scale",
+          "normalize", "epochs",
           "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2", "adam_epsilon",
           "n_jobs", "random_state", "verbose")
 
@@ -105,7 +110,7 @@ class DenseClassifier:
     """The network of a :class:`slide.SlideClassifier` trained densely (every output neuron active)
     with PyTorch. Parameters are the SlideClassifier parameters that apply here, with the same
     names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, init_scale,
-    normalize, epochs, batch_size, learning_rate, lr_schedule, optimizer, beta1, beta2,
+    output_init, centroid_scale, normalize, epochs, batch_size, learning_rate, lr_schedule, optimizer, beta1, beta2,
     adam_epsilon, n_jobs, random_state, verbose``.
 
     Attributes (after fit): ``n_features_in_``, ``n_labels_``, ``history_`` (one record per
@@ -115,14 +120,16 @@ class DenseClassifier:
     _extra: tuple[Param, ...] = ()
     _method = "dense"
 
-    def __init__(self, *, hidden_layer_sizes=(512,), dropout=0.5, input_dropout=0.5, init_scale=1.0,
-                 normalize="l2", epochs="auto", batch_size=128, learning_rate=3e-3, lr_schedule="linear",
-                 optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8, n_jobs=None,
-                 random_state=None, verbose=0):
+    def __init__(self, *, hidden_layer_sizes=(512,), dropout="auto", input_dropout="auto", init_scale=1.0,
+                 output_init="auto", centroid_scale=10.0, normalize="l2", epochs="auto", batch_size=128,
+                 learning_rate=3e-3, lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999,
+                 adam_epsilon=1e-8, n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.init_scale = init_scale
+        self.output_init = output_init
+        self.centroid_scale = centroid_scale
         self.normalize = normalize
         self.epochs = epochs
         self.batch_size = batch_size
@@ -179,11 +186,20 @@ class DenseClassifier:
         trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
         if trainable.size == 0:
             raise ParameterError("Y has no sample with a label: there is nothing to train on.")
+        bsz = p["batch_size"]
+        n_batches = -(-trainable.size // bsz)
+        # the recipe of SlideClassifier, decided from the same data
+        p, self.recipe_ = resolve(p, DataProfile.of(X, Y), n_batches)
         seed = resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         sizes = [X.shape[1], *p["hidden_layer_sizes"], Y.shape[1]]
         specs = [LayerSpec(n_in=a, n_out=b, lsh=False) for a, b in zip(sizes[:-1], sizes[1:])]
         Ws, bs = init_weights(specs, rng, p["init_scale"])  # the same arrays SlideClassifier starts from
+        if p["output_init"] == "centroid":
+            from ..estimator import thread_limits
+
+            with thread_limits(resolve_n_jobs(p["n_jobs"])):
+                init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
         torch.manual_seed(seed)
         self.network_ = _Net(Ws, bs, sparse_output=self._method != "dense")
         del Ws, bs
@@ -191,9 +207,7 @@ class DenseClassifier:
         self._p = p
         self._prepare(Y, p, rng)
         opts = self._optimizers(p)
-        bsz = p["batch_size"]
-        n_batches = -(-trainable.size // bsz)
-        n_epochs = resolve_epochs(p["epochs"], n_batches)
+        n_epochs = p["epochs"]
         total = n_batches * n_epochs
         self.history_ = []
         step, seen, train_seconds = 0, 0, 0.0

@@ -8,7 +8,7 @@ The state is a one-element ``uint64`` array so kernels can advance it in place.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -48,3 +48,14 @@ def rand_below(state, n):
 def rand_uniform(state):
     """Uniform float64 in [0, 1)."""
     return np.float64(next_u64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def fill_uniform(out, seed, low, high):
+    """out[i] = uniform in [low, high) from counter i of stream ``seed`` (a flat float32 array):
+    the values do not depend on the number of threads that fill it."""
+    base = mix64(np.uint64(seed))
+    width = high - low
+    for i in prange(out.shape[0]):
+        z = mix64(base + np.uint64(i) * _GOLDEN)
+        out[i] = np.float32(low + width * (np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)))

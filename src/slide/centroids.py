@@ -1,0 +1,61 @@
+"""Centroid initialisation of the output layer (``output_init='centroid'``).
+
+With uniform random output rows every label starts at the same logit, and a label with three
+training points gets three small updates per epoch: on real long-tail data (debian-package-search,
+3.3 points per label) a network spent its first epochs on a loss plateau and ended below the
+label trees. Here the output row of each label starts as the direction in which its training
+points' hidden vectors (under the random first layers) lie from the mean hidden vector, so the
+untrained network is already a nearest-centroid classifier over random features, the hash tables
+built from those rows retrieve meaningful candidates from the first batch, and training refines
+from there (the label-tree methods start from label centroids the same way: PECOS' PIFA
+embedding). Measured in ``benchmarks/RESULTS.md`` section 11.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels.centroids import add_label_sums, finish_centroids, first_layer_rows
+
+CHUNK_FLOATS = 1 << 22  # hidden activations computed per block: about 16 MB
+
+
+def hidden_block(Ws, bs, X, r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
+    """ReLU activations of the last hidden layer for rows r0..r1 of CSR X (every neuron)."""
+    H = buf[: r1 - r0]
+    first_layer_rows(X.indptr, X.indices, X.data, r0, r1, Ws[0], bs[0], True, H)
+    for W, b in zip(Ws[1:-1], bs[1:-1]):
+        H = np.maximum(H @ W.T + b, 0, dtype=np.float32)
+    return H
+
+
+def init_output_centroids(Ws: list, bs: list, X, Y, scale: float) -> int:
+    """Set each output row ``Ws[-1][j]`` of a label with training points to
+    ``scale * u_j / (|u_j| * mean |h|)``, where u_j is the mean hidden vector of its points minus
+    the mean hidden vector of all labelled points and mean |h| their mean hidden norm: a point of
+    average norm aligned with its label's direction starts with logit ``scale``. Rows of labels
+    without points keep their random values; biases are untouched. Needs a hidden layer (the
+    caller checks). Returns the number of rows set."""
+    W_out = Ws[-1]
+    n_labels, n_hidden = W_out.shape
+    counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
+    W_out[counts > 0] = 0.0  # the rows accumulate their points' sums
+    labelled = np.diff(Y.indptr) > 0
+    n_first = Ws[0].shape[1]
+    step = max(1, CHUNK_FLOATS // max(n_first, n_hidden))
+    buf = np.empty((min(step, max(1, X.shape[0])), n_first), np.float32)
+    h_sum = np.zeros(n_hidden, np.float64)
+    norm_sum = 0.0
+    for r0 in range(0, X.shape[0], step):
+        r1 = min(X.shape[0], r0 + step)
+        H = hidden_block(Ws, bs, X, r0, r1, buf)
+        keep = labelled[r0:r1]
+        h_sum += H[keep].sum(axis=0, dtype=np.float64)
+        norm_sum += float(np.sqrt(np.einsum("ij,ij->i", H[keep], H[keep], dtype=np.float64)).sum())
+        add_label_sums(Y.indptr, Y.indices, r0, H, W_out)
+    n = max(1, int(labelled.sum()))
+    mean_norm = norm_sum / n
+    # all-zero hidden vectors (empty rows) leave nothing to align with: the rows stay zero
+    factor = scale / mean_norm if mean_norm > 0 else 0.0
+    finish_centroids(W_out, counts, (h_sum / n).astype(np.float32), np.float32(factor))
+    return int((counts > 0).sum())
