@@ -154,3 +154,28 @@ def test_label_tree_adapter(data):
     top = clf.predict(Xt, k=5)
     assert top.shape == (Xt.shape[0], 5)
     assert precision_at_k(Yt, top, k=1) > 0.3
+
+
+def test_pecos_adapter(data):
+    """Runs where an interpreter with libpecos is known ($SLIDE_PECOS_PYTHON); skips elsewhere."""
+    from slide.baselines import PecosClassifier
+    from slide.baselines.xr_linear import pecos_python
+
+    if pecos_python() is None:
+        pytest.skip("no interpreter with libpecos ($SLIDE_PECOS_PYTHON)")
+    X, Y, Xt, Yt = data
+    clf = PecosClassifier(n_jobs=1).fit(X, Y)
+    top = clf.predict(Xt, k=5)
+    assert top.shape == (Xt.shape[0], 5)
+    assert precision_at_k(Yt, top, k=1) > 0.3 and clf.train_seconds_ > 0
+
+
+def test_pecos_without_an_interpreter_says_how_to_get_one(data, monkeypatch):
+    from slide.baselines import PecosClassifier
+    from slide.baselines import xr_linear
+
+    monkeypatch.delenv(xr_linear.ENV_PYTHON, raising=False)
+    monkeypatch.setattr(xr_linear, "pecos_python", lambda python=None: python)
+    X, Y, _, _ = data
+    with pytest.raises(slide.SlideError, match="pip install libpecos"):
+        PecosClassifier().fit(X, Y)

@@ -71,9 +71,11 @@ def test_values_the_user_set_are_never_changed():
     assert {c.name for c in choices} == {"input_dropout", "output_init"}
 
 
-@pytest.mark.parametrize("n_batches,epochs", [(10, 50), (240, 5), (2000, 5), (100, 12)])
-def test_auto_epochs_aim_at_a_number_of_steps(n_batches, epochs):
-    p, _ = resolve(validate_params(DEFAULTS), _profile(3), n_batches=n_batches)
+@pytest.mark.parametrize("median,n_batches,epochs", [(3, 10, 50), (3, 240, 5), (3, 2000, 5), (3, 100, 12),
+                                                    (TAIL_MEDIAN_POINTS, 240, 5), (TAIL_MEDIAN_POINTS, 100, 12)])
+def test_auto_epochs_aim_at_a_number_of_steps(median, n_batches, epochs):
+    """About 1,200 steps, at least 5 passes and at most 50, in either regime."""
+    p, _ = resolve(validate_params(DEFAULTS), _profile(median), n_batches=n_batches)
     assert p["epochs"] == epochs
 
 

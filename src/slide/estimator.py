@@ -87,7 +87,8 @@ class SlideClassifier:
     """
 
     def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout="auto", input_dropout="auto",
-                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", hash_family="simhash", hashes_per_table="auto", n_tables="auto",
+                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", hash_family="simhash",
+                 hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,

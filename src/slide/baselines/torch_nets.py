@@ -3,15 +3,15 @@
 Matched means: the same layer sizes and initial weights (:func:`slide.network.init_weights`
 and the centroid initialisation of :mod:`slide.centroids` with the same ``random_state`` give
 bit-identical starting arrays), the same recipe (:mod:`slide.recipe` decides the 'auto'
-parameters from the same data), the same loss
-(cross-entropy against the uniform distribution over a sample's labels, samples without labels
-skipped), dropout on the input's non-zeros and on hidden outputs, Adam with the same
-hyper-parameters and the same linear learning-rate decay over the planned steps, the same batch
-size and the same 'auto' epoch rule. As in SLIDE the batch loss is the *sum* over its samples
-(not the mean), so Adam's epsilon and the SGD step size mean the same in both. The first layer is an ``EmbeddingBag`` with per-sample
-weights whose gradient is sparse, updated by ``SparseAdam`` (lazy Adam on the touched rows, as
-SLIDE does); with every output neuron active the output layer's gradient is dense, so it gets
-ordinary Adam.
+parameters from the same data, the centroid start included), the same loss (cross-entropy
+against the uniform distribution over a sample's labels, samples without labels skipped),
+dropout on the input's non-zeros and on hidden outputs, Adam with the same hyper-parameters and
+the same learning-rate schedule over the planned steps, the same batch size and the same 'auto'
+epoch rule. As in SLIDE the batch loss is the *sum* over its samples (not the mean), so Adam's
+epsilon and the SGD step size mean the same in both. The first layer is an ``EmbeddingBag``
+with per-sample weights whose gradient is sparse, updated by ``SparseAdam`` (lazy Adam on the
+touched rows, as SLIDE does); with every output neuron active the output layer's gradient is
+dense, so it gets ordinary Adam.
 """
 
 from __future__ import annotations
