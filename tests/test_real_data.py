@@ -16,7 +16,9 @@ from slide.metrics import evaluate
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 CASES = [("bibtex", 0.60), ("delicious", 0.64), ("rcv1sub1", 0.57)]
-SEARCH_SLICE_P1 = 0.0  # set from the measurement below
+# measured 0.447 (9 auto epochs); omikuji 0.391 and PECOS 0.389 on the same features, the
+# defaults before slide.recipe 0.066
+SEARCH_SLICE_P1 = 0.42
 
 
 def _files(name):
@@ -88,9 +90,10 @@ def _search_slice(n_labels):
 
 @pytest.mark.slow
 def test_defaults_learn_a_real_long_tail():
-    """The regime the recipe exists for (slide.recipe): with the defaults before it this slice
-    reached test P@1 0.000 (dropout and a decaying rate erased the few points per label); PECOS
-    XR-Linear reaches 0.28 on the full set, where the recipe now reaches the trees."""
+    """The regime the recipe exists for (slide.recipe), 17,546 training queries of 5,000
+    packages: the defaults must stay above the label trees (omikuji 0.391, PECOS 0.389); the
+    defaults before the recipe reached 0.066 (dropout and a decaying rate erased the few points
+    each label has)."""
     X, Y, Xt, Yt = _search_slice(5000)
     clf = slide.SlideClassifier(random_state=0).fit(X, Y)
     assert clf.layer_specs_[-1].lsh and clf.data_profile_.long_tail

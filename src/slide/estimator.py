@@ -255,8 +255,8 @@ class SlideClassifier:
                          batch_callback_every=batch_callback_every)
         finally:
             self.n_iter_ = len(self.history_)
-            self.coefs_ = list(self._net.W)
-            self.intercepts_ = list(self._net.b)
+            self.coefs_ = list(self._net.W.arrays)
+            self.intercepts_ = list(self._net.b.arrays)
         if progress.done:
             self._progress = None
 
@@ -287,8 +287,8 @@ class SlideClassifier:
         for l, s in enumerate(self.layer_specs_):
             if not s.lsh:
                 continue
-            rebuild_tables(self._hps[l], self._lsh.buckets[l], self._lsh.fill[l], self._net.W[l],
-                           self._net.b[l], input_major=(l == 0), mips=s.mips, center=s.center,
+            rebuild_tables(self._hps[l], self._lsh.buckets.arrays[l], self._lsh.fill.arrays[l], self._net.W.arrays[l],
+                           self._net.b.arrays[l], input_major=(l == 0), mips=s.mips, center=s.center,
                            insertion=INSERTIONS[s.insertion], seed=self._seed,
                            epoch=self._n_rebuilds, n_threads=self._n_threads)
         self._n_rebuilds += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
-from numba import typed
+from numba import njit, typed
 
 from .kernels.hashing import HashParams, make_scratch
 from .kernels.rng import fill_uniform
@@ -25,10 +25,25 @@ SAMPLERS = {"uniform": UNIFORM, "log_uniform": LOG_UNIFORM}
 AUTO_LSH_MIN_NEURONS = 4096  # lsh_layers='auto': an output layer this wide uses LSH
 
 
+@njit(cache=True)
+def _typed_list_of(items):
+    out = typed.List()
+    for a in items:
+        out.append(a)
+    return out
+
+
 def _tl(items) -> typed.List:
     """Per-layer containers are Numba typed lists: unlike tuples, parallel (prange) regions
-    accept them, and a kernel indexes them with a run-time layer number."""
-    return typed.List(list(items))
+    accept them, and a kernel indexes them with a run-time layer number. They are built by a
+    cached kernel: ``typed.List`` built from Python compiles its methods afresh in every process
+    (4-8 s of every fit's setup), a cached kernel loads from disk."""
+    items = tuple(items)
+    out = _typed_list_of(items) if items else typed.List()
+    # Python reads the layers through ``arrays``, the same NumPy arrays (shared memory): indexing
+    # a typed list from Python also compiles afresh in every process
+    out.arrays = items
+    return out
 
 
 @dataclass(frozen=True)

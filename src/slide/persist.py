@@ -22,13 +22,13 @@ from .recipe import Choice, DataProfile
 def save_model(model, path, progress=None) -> None:
     net, lsh = model._net, model._lsh
     arrays = {}
-    for l in range(len(net.W)):
-        arrays[f"W{l}"], arrays[f"b{l}"] = net.W[l], net.b[l]
+    for l in range(len(net.W.arrays)):
+        arrays[f"W{l}"], arrays[f"b{l}"] = net.W.arrays[l], net.b.arrays[l]
         if model._p["optimizer"] == "adam":
-            arrays[f"mW{l}"], arrays[f"vW{l}"] = net.mW[l], net.vW[l]
-            arrays[f"mb{l}"], arrays[f"vb{l}"] = net.mb[l], net.vb[l]
+            arrays[f"mW{l}"], arrays[f"vW{l}"] = net.mW.arrays[l], net.vW.arrays[l]
+            arrays[f"mb{l}"], arrays[f"vb{l}"] = net.mb.arrays[l], net.vb.arrays[l]
         if model.layer_specs_[l].lsh:
-            arrays[f"buckets{l}"], arrays[f"fill{l}"] = lsh.buckets[l], lsh.fill[l]
+            arrays[f"buckets{l}"], arrays[f"fill{l}"] = lsh.buckets.arrays[l], lsh.fill.arrays[l]
     arrays["label_order"] = model._ranked
     listed = lambda d: {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}  # noqa: E731
     meta = {
@@ -95,9 +95,9 @@ def load_model(cls, path):
         for l in range(n_layers):
             targets = []
             if p["optimizer"] == "adam":
-                targets += [("mW", net.mW), ("vW", net.vW), ("mb", net.mb), ("vb", net.vb)]
+                targets += [("mW", net.mW.arrays), ("vW", net.vW.arrays), ("mb", net.mb.arrays), ("vb", net.vb.arrays)]
             if specs[l].lsh:
-                targets += [("buckets", lsh.buckets), ("fill", lsh.fill)]
+                targets += [("buckets", lsh.buckets.arrays), ("fill", lsh.fill.arrays)]
             for name, dst in targets:
                 src = arrays[f"{name}{l}"]
                 if src.shape != dst[l].shape or src.dtype != dst[l].dtype:
@@ -116,8 +116,8 @@ def load_model(cls, path):
         model.data_profile_ = DataProfile(**meta["data_profile"]) if meta.get("data_profile") else None
         model.timings_ = {k: float(v) for k, v in meta["timings"].items()}
         model.n_iter_ = len(model.history_)
-        model.coefs_ = list(net.W)
-        model.intercepts_ = list(net.b)
+        model.coefs_ = list(net.W.arrays)
+        model.intercepts_ = list(net.b.arrays)
         return model, meta.get("progress")
     except DataFormatError:
         raise

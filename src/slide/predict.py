@@ -49,25 +49,25 @@ def topk_rows(Z, k, out_idx, out_val, row0):
 def hidden_activations(net, X: sp.csr_matrix, upto: int) -> np.ndarray:
     """Dense activations of layer ``upto - 1`` (every neuron computed, ReLU applied), i.e. the
     input of layer ``upto``; ``upto`` >= 1."""
-    H = np.asarray(X @ net.W[0]) + net.b[0]
+    H = np.asarray(X @ net.W.arrays[0]) + net.b.arrays[0]
     np.maximum(H, 0, out=H)
     for l in range(1, upto):
-        H = H @ net.W[l].T + net.b[l]
+        H = H @ net.W.arrays[l].T + net.b.arrays[l]
         np.maximum(H, 0, out=H)
     return np.ascontiguousarray(H, dtype=np.float32)
 
 
 def output_logits(net, X: sp.csr_matrix) -> np.ndarray:
-    n_layers = len(net.W)
+    n_layers = len(net.W.arrays)
     if n_layers == 1:
-        return np.ascontiguousarray(np.asarray(X @ net.W[0]) + net.b[0], dtype=np.float32)
+        return np.ascontiguousarray(np.asarray(X @ net.W.arrays[0]) + net.b.arrays[0], dtype=np.float32)
     H = hidden_activations(net, X, n_layers - 1)
-    return np.ascontiguousarray(H @ net.W[-1].T + net.b[-1], dtype=np.float32)
+    return np.ascontiguousarray(H @ net.W.arrays[-1].T + net.b.arrays[-1], dtype=np.float32)
 
 
 def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     n = X.shape[0]
-    n_labels = net.b[-1].shape[0]
+    n_labels = net.b.arrays[-1].shape[0]
     out_idx = np.full((n, k), -1, np.int64)
     out_val = np.full((n, k), -np.inf, np.float32)
     chunk = max(1, min(8192, _CHUNK_FLOATS // max(1, n_labels)))
@@ -202,18 +202,18 @@ def decision_function(model, X: sp.csr_matrix, labels=None) -> np.ndarray:
                              f"Got ids from {lab.min()} to {lab.max()} instead.")
     if lab.ndim == 2 and lab.shape[0] != n:
         raise DataFormatError(f"labels has {lab.shape[0]} rows but X has {n}.")
-    n_layers = len(net.W)
+    n_layers = len(net.W.arrays)
     if n_layers == 1:
-        Wt = net.W[0]  # (n_features, n_labels)
+        Wt = net.W.arrays[0]  # (n_features, n_labels)
         if lab.ndim == 1:
-            return np.asarray(X @ Wt[:, lab]) + net.b[0][lab]
+            return np.asarray(X @ Wt[:, lab]) + net.b.arrays[0][lab]
         out = np.empty(lab.shape, np.float32)
         for i in range(n):
             row = X[i]
-            out[i] = np.asarray(row @ Wt[:, lab[i]]).ravel() + net.b[0][lab[i]]
+            out[i] = np.asarray(row @ Wt[:, lab[i]]).ravel() + net.b.arrays[0][lab[i]]
         return out
     H = hidden_activations(net, X, n_layers - 1)
-    Wo, bo = net.W[-1], net.b[-1]
+    Wo, bo = net.W.arrays[-1], net.b.arrays[-1]
     if lab.ndim == 1:
         return H @ Wo[lab].T + bo[lab]
     return np.einsum("nh,nmh->nm", H, Wo[lab]) + bo[lab]

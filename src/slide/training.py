@@ -109,7 +109,7 @@ def optimizer_step(model, p: dict, n_rows: int) -> None:
 
 
 def weights_finite(model) -> bool:
-    return all(np.isfinite(w).all() for w in model._net.W) and all(np.isfinite(b).all() for b in model._net.b)
+    return all(np.isfinite(w).all() for w in model._net.W.arrays) and all(np.isfinite(b).all() for b in model._net.b.arrays)
 
 
 def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=None,
