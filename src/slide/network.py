@@ -37,7 +37,7 @@ def _tl(items) -> typed.List:
     """Per-layer containers are Numba typed lists: unlike tuples, parallel (prange) regions
     accept them, and a kernel indexes them with a run-time layer number. They are built by a
     cached kernel: ``typed.List`` built from Python compiles its methods afresh in every process
-    (4-8 s of every fit's setup), a cached kernel loads from disk."""
+    (about 4 s of every fresh fit's setup); a cached kernel loads from disk."""
     items = tuple(items)
     out = _typed_list_of(items) if items else typed.List()
     # Python reads the layers through ``arrays``, the same NumPy arrays (shared memory): indexing
