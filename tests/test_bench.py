@@ -71,6 +71,10 @@ def test_summary_finds_when_slide_reaches_the_baseline_best():
     s = bench.summarize(pts)["slide_vs_dense"]
     assert s["throughput_ratio"] == 20.0
     assert s["baseline_best_P@1"] == 0.3 and s["slide_seconds_to_reach"] == 5 and s["sooner"] == 20.0
+    # a label tree trains in one pass: its samples/s is no yardstick, its best P@1 and time are
+    trees = [dict(p, method="omikuji") for p in pts if p["method"] == "dense"]
+    s = bench.summarize(trees + [p for p in pts if p["method"] == "slide"])["slide_vs_omikuji"]
+    assert s["throughput_ratio"] is None and s["sooner"] == 20.0
 
 
 @pytest.mark.parametrize("argv, fragment", [
