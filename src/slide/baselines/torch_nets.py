@@ -38,9 +38,8 @@ from ..training import check_batch_callback, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "output_init", "centroid_scale",
-          "normalize", "epochs",
-          "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2", "adam_epsilon",
-          "n_jobs", "random_state", "verbose")
+          "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2",
+          "adam_epsilon", "n_jobs", "random_state", "verbose")
 
 SAMPLED_PARAMS = (
     Param("n_negatives", 1024, "int", "sampled softmax: negatives drawn per batch (shared by its samples)",
@@ -110,8 +109,9 @@ class DenseClassifier:
     """The network of a :class:`slide.SlideClassifier` trained densely (every output neuron active)
     with PyTorch. Parameters are the SlideClassifier parameters that apply here, with the same
     names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, init_scale,
-    output_init, centroid_scale, normalize, epochs, batch_size, learning_rate, lr_schedule, optimizer, beta1, beta2,
-    adam_epsilon, n_jobs, random_state, verbose``.
+    output_init, centroid_scale, normalize, epochs, batch_size, learning_rate, lr_schedule,
+    optimizer, beta1, beta2, adam_epsilon, n_jobs, random_state, verbose``; the 'auto' ones are
+    decided by SlideClassifier's recipe (``recipe_`` after fit).
 
     Attributes (after fit): ``n_features_in_``, ``n_labels_``, ``history_`` (one record per
     epoch), ``n_iter_``, ``network_`` (the ``torch.nn.Module``).
