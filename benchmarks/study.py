@@ -163,6 +163,9 @@ def main(argv=None) -> int:
         ap.error(f"unknown data set or method: {', '.join(bad)}")
     if not os.path.isdir(SHARED):
         ap.error(f"the shared data sets are not at {SHARED}")
+    from slide.bench import machine
+    from slide.io import atomic_write
+
     records = []
     if os.path.exists(a.out):  # keep what other runs measured; a rerun replaces its own cells
         with open(a.out) as f:
@@ -174,9 +177,6 @@ def main(argv=None) -> int:
                 continue  # section 6: dense one pass is hours; its samples/s is measured there
             print(f"== {name} / {m}", file=sys.stderr, flush=True)
             records.append(run(name, m, a.cache, a.n_jobs, a.pecos_python))
-            from slide.bench import machine
-            from slide.io import atomic_write
-
             blob = {"benchmark": "benchmarks/study.py", "machine": machine(), "n_jobs": a.n_jobs, "records": records}
             atomic_write(a.out, lambda f: f.write(json.dumps(blob, indent=1, default=float).encode()))
     print(table(records))

@@ -198,11 +198,11 @@ class SlideClassifier:
         specs = resolve_specs(p, X.shape[1], Y.shape[1])
         max_labels = int(n_labels_per_row.max())
         max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
-        check_fits(estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), max_labels, max_nnz))
+        n_threads = resolve_n_jobs(p["n_jobs"])
+        check_fits(estimate_bytes(specs, p, n_threads, max_labels, max_nnz))
         seed = training.resolve_seed(p["random_state"])
         rng = np.random.default_rng(seed)
         Ws, bs = init_weights(specs, rng, p["init_scale"])
-        n_threads = resolve_n_jobs(p["n_jobs"])
         with thread_limits(n_threads):
             if p["output_init"] == "centroid":
                 init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
