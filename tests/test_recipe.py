@@ -35,8 +35,8 @@ def test_profile_counts_what_it_says():
     assert p.nnz_per_sample == pytest.approx(np.diff(X.indptr)[[0, 1, 3, 4]].mean())
 
 
-def _profile(median, labels_per_sample=1.0):
-    return DataProfile(n_samples=1000, n_features=10, n_labels=100, n_labels_seen=100,
+def _profile(median, labels_per_sample=1.0, n_labels=100):
+    return DataProfile(n_samples=1000, n_features=10, n_labels=n_labels, n_labels_seen=n_labels,
                        labels_per_sample=labels_per_sample,
                        points_per_label=median, median_points_per_label=median, nnz_per_sample=5.0,
                        top_label_share=0.01)
@@ -68,7 +68,9 @@ def test_values_the_user_set_are_never_changed():
     params = validate_params({**DEFAULTS, "dropout": 0.3, "lr_schedule": "linear", "epochs": 7})
     p, choices = resolve(params, _profile(2), n_batches=100)
     assert (p["dropout"], p["lr_schedule"], p["epochs"]) == (0.3, "linear", 7)
-    assert {c.name for c in choices} == {"input_dropout", "output_init"}
+    assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes"}
+    p, choices = resolve(validate_params({**params, "hidden_layer_sizes": (64,)}), _profile(2), n_batches=100)
+    assert p["hidden_layer_sizes"] == (64,) and "hidden_layer_sizes" not in {c.name for c in choices}
 
 
 @pytest.mark.parametrize("median,n_batches,epochs", [(3, 10, 50), (3, 240, 5), (3, 2000, 5), (3, 100, 12),
@@ -87,6 +89,30 @@ def test_no_hidden_layer_keeps_a_uniform_output():
     assert "no hidden layer" in {c.name: c.reason for c in choices}["output_init"]
     with pytest.raises(ParameterError, match="'output_init'.*only with a hidden layer"):
         resolve(validate_params({**DEFAULTS, "hidden_layer_sizes": (), "output_init": "centroid"}), _profile(3), 10)
+
+
+@pytest.mark.parametrize("median,n_labels,n_features,width", [
+    (3, 61_073, 319_756, 1024),      # debian-package-search: a long tail of many labels
+    (3, 5_000, 100_000, 512),        # too few labels to need the width
+    (20, 61_073, 319_756, 512),      # data-rich labels
+    (1, 670_091, 135_909, 512),      # amazon-670k: 1,024 wide would need 9.2 GiB of state
+])
+def test_auto_width_widens_only_a_big_tail_that_fits(median, n_labels, n_features, width):
+    prof = DataProfile(n_samples=100_000, n_features=n_features, n_labels=n_labels, n_labels_seen=n_labels,
+                       labels_per_sample=1.0, points_per_label=median, median_points_per_label=median,
+                       nnz_per_sample=30.0, top_label_share=0.01)
+    p, choices = resolve(validate_params(DEFAULTS), prof, n_batches=100)
+    assert p["hidden_layer_sizes"] == (width,)
+    reason = {c.name: c.reason for c in choices}["hidden_layer_sizes"]
+    assert ("GiB" in reason) == (n_labels > 10_000 and median < 10)
+
+
+def test_estimate_memory_counts_the_widest_auto_width():
+    from slide import SlideClassifier
+
+    wide = SlideClassifier().estimate_memory(319_756, 61_073)
+    narrow = SlideClassifier(hidden_layer_sizes=512).estimate_memory(319_756, 61_073)
+    assert wide["weights"] > 1.9 * narrow["weights"]
 
 
 def test_output_init_follows_the_regime():

@@ -123,9 +123,14 @@ def theoretical_bytes(method: str, clf, n_features: int, n_labels: int, params: 
     hash tables), to set peak RSS against."""
     from .estimator import SlideClassifier
 
-    # the baselines are the same network without tables: SLIDE's estimate with no LSH layer
-    net = clf if method == "slide" else SlideClassifier(
-        **{k: v for k, v in params.items() if k in ("hidden_layer_sizes", "optimizer")}, lsh_layers="none")
+    # the baselines are the same network without tables (SLIDE's estimate with no LSH layer);
+    # 'auto' values as the recipe decided them on this data
+    chosen = {c.name: c.value for c in getattr(clf, "recipe_", [])}
+    if method == "slide":
+        net = SlideClassifier(**{**clf.get_params(), **chosen})
+    else:
+        shared = {k: v for k, v in {**params, **chosen}.items() if k in ("hidden_layer_sizes", "optimizer")}
+        net = SlideClassifier(**shared, lsh_layers="none")
     est = net.estimate_memory(n_features, n_labels)
     out = {k: est[k] for k in ("weights", "optimizer_state", "hash_tables")}
     out["total"] = sum(out.values())

@@ -32,6 +32,8 @@ def _parse_flag(p, text: str):
     k = p.kind
     try:
         if k == "sizes":
+            if t == "auto":
+                return t
             return tuple(int(v) for v in t.replace(" ", "").split(",") if v != "") if t not in ("", "none") else ()
         if k == "layers":
             if t in ("auto", "output", "all", "none"):

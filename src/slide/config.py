@@ -34,7 +34,9 @@ def _p(*args, **kw):
 
 PARAMS: tuple[Param, ...] = (
     # --- network
-    _p("hidden_layer_sizes", (512,), "sizes", "widths of the hidden ReLU layers, e.g. 128 or 256,128",
+    _p("hidden_layer_sizes", "auto", "sizes", "widths of the hidden ReLU layers, e.g. 128 or 256,128; 'auto': "
+       "one layer of 512, or of 1,024 on a long tail of >= 10,000 labels whose weights and Adam state "
+       "then fit in 6 GiB (the recipe)",
        low=1, high=1 << 20, group="network"),
     _p("lsh_layers", "auto", "layers",
        "which layers select active neurons by LSH: 'auto' (the output layer when it has >= 4096 "
@@ -190,11 +192,13 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
             _fail(owner, p, "a positive int (neurons) or a float in (0, 1) (fraction)", value)
         return int(value) if value >= 1 or value == 0 else float(value)
     if k == "sizes":
+        if is_str and value == "auto":
+            return value
         vals = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
         try:
             vals = tuple(vals)
         except TypeError:
-            _fail(owner, p, "a tuple of positive ints (possibly empty)", value)
+            _fail(owner, p, "'auto' or a tuple of positive ints (possibly empty)", value)
         for v in vals:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not (1 <= v <= p.high):
                 _fail(owner, p, f"a tuple of ints in [1, {int(p.high)}]", value)

@@ -86,7 +86,7 @@ class SlideClassifier:
         Epochs run.
     """
 
-    def __init__(self, *, hidden_layer_sizes=(512,), lsh_layers="auto", dropout="auto", input_dropout="auto",
+    def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
                  init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", hash_family="simhash",
                  hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
@@ -299,8 +299,11 @@ class SlideClassifier:
         """Bytes the arrays of training this configuration need, by kind (weights,
         optimizer_state, hash_tables, batch_buffers, scratch, prediction); the data set itself
         is not included. ``fit`` refuses to start when the sum exceeds 90% of the available
-        memory."""
+        memory. Without the data, ``hidden_layer_sizes='auto'`` counts as the widest layer the
+        recipe may choose for these dimensions."""
         p = validate_params(self.get_params())
+        if p["hidden_layer_sizes"] == "auto":  # the data decides: count the widest the recipe may pick
+            p["hidden_layer_sizes"] = recipe.auto_hidden(int(n_features), int(n_labels), tail=True)[0]
         specs = resolve_specs(p, int(n_features), int(n_labels))
         return estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), int(max_labels), int(max_nnz))
 

@@ -114,6 +114,12 @@ def resolve_specs(p: dict, n_features: int, n_labels: int) -> list[LayerSpec]:
 
 AUTO_BUCKET_CAP = 256
 AUTO_ACTIVE_CAP = 2000
+AUTO_ACTIVE_PER_SQRT = 4.5  # active_size='auto' = 4.5 * sqrt(layer size), at most AUTO_ACTIVE_CAP
+
+
+def auto_active_size(n_out: int, per_sqrt: float = AUTO_ACTIVE_PER_SQRT) -> int:
+    """The 'auto' active-set budget of an LSH layer of ``n_out`` neurons."""
+    return int(min(n_out, AUTO_ACTIVE_CAP, round(per_sqrt * math.sqrt(n_out))))
 
 # Kernel arrays start on a 64-byte boundary, so a vectorised loop that peels elements to reach
 # alignment sums in the same order wherever malloc or np.load placed an array. (A 1e-7 drift of
@@ -159,7 +165,7 @@ def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
     # AUTO_ACTIVE_CAP (0.3% at 670k): on amazon-670k dimensions 2,000 instead of 3,684 trained
     # 1.57x faster with no loss of P@1 (0.4085 vs 0.3765 after 2 epochs at scale 0.05); the
     # optimiser pass is memory-bound on the rows a batch touches (benchmarks/RESULTS.md)
-    active = _count(p["active_size"], n_out, min(AUTO_ACTIVE_CAP, int(round(4.5 * math.sqrt(n_out)))))
+    active = _count(p["active_size"], n_out, auto_active_size(n_out))
     min_active = _count(p["min_active"], n_out, int(round(1.2 * active)) if is_output else 0)
     # tables: the query's buckets together hold ~8x the budget (bucket load N / 2**bits
     # times L tables), so counting how many tables return a neuron has room to rank them

@@ -58,7 +58,8 @@ def _params(stored: dict) -> dict:
     params = dict(stored)
     params.setdefault("sampler", "uniform")  # files from before the parameter existed
     params.setdefault("output_init", "uniform")  # ... and from before the centroid initialisation
-    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if isinstance(params["hidden_layer_sizes"], list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     if isinstance(params["lsh_layers"], list):
         params["lsh_layers"] = tuple(params["lsh_layers"])
     return params

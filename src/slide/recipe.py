@@ -16,8 +16,9 @@ labels that occur): under :data:`TAIL_MEDIAN_POINTS` the data is a long tail, un
 many labels each (over :data:`TAIL_MAX_LABELS_PER_POINT`, as delicious-200k's 75): then a point's
 target is spread over dozens of mostly rare labels, memorising them pushes those rare labels above
 the frequent ones at the top of the ranking (P@1 0.016 without dropout against 0.984 with it on
-the delicious-200k preset), and the regularised recipe is the right one. A parameter the
-user sets is never changed; :func:`resolve` returns the decided values and one line of reason
+the delicious-200k preset), and the regularised recipe is the right one. A long tail of 10^4+
+labels also gets a wider hidden layer, within a memory budget. A parameter the user sets is
+never changed; :func:`resolve` returns the decided values and one line of reason
 for each, which ``slide train`` prints and ``fit`` keeps in ``recipe_``.
 """
 
@@ -33,6 +34,14 @@ TAIL_MEDIAN_POINTS = 10
 TAIL_MAX_LABELS_PER_POINT = 20
 RICH_DROPOUT, RICH_INPUT_DROPOUT = 0.65, 0.1
 AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
+# hidden_layer_sizes='auto': one layer of TAIL_WIDE_HIDDEN instead of DEFAULT_HIDDEN on a big tail
+# (a long tail of at least TAIL_BIG_LABELS labels): capacity for many labels learnt from a few
+# points each (+0.005 to +0.017 P@1 on three tails of debian-package-search, +5% on debian-en-cbow;
+# on the data-rich sets 1,024 or 2,048 did nothing), as long as the weights and their Adam moments
+# fit in WIDE_STATE_BUDGET bytes (benchmarks/RESULTS.md section 11)
+TAIL_BIG_LABELS = 10_000
+DEFAULT_HIDDEN, TAIL_WIDE_HIDDEN = 512, 1024
+WIDE_STATE_BUDGET = 6 << 30
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,27 @@ class Choice:
         return f"{self.name} {self.value}: {self.reason}"
 
 
+def state_bytes(n_features: int, n_labels: int, width: int) -> int:
+    """Bytes of the weights and Adam moments (float32, three copies) of ``n_features -> width -> n_labels``."""
+    return 12 * ((n_features + 1) * width + (width + 1) * n_labels)
+
+
+def auto_hidden(n_features: int, n_labels: int, tail: bool) -> tuple[tuple[int, ...], str]:
+    """(hidden_layer_sizes, reason) of hidden_layer_sizes='auto'."""
+    wide = state_bytes(n_features, n_labels, TAIL_WIDE_HIDDEN)
+    wide_gb = wide / 2**30
+    if not tail:
+        return (DEFAULT_HIDDEN,), "not a long tail: more width did not help there (1,024 or 2,048 on the Mulan sets)"
+    if n_labels < TAIL_BIG_LABELS:
+        return (DEFAULT_HIDDEN,), f"{n_labels:,} labels (< {TAIL_BIG_LABELS:,}) fit in {DEFAULT_HIDDEN} units"
+    if wide > WIDE_STATE_BUDGET:
+        return (DEFAULT_HIDDEN,), (f"a long tail of {n_labels:,} labels would want {TAIL_WIDE_HIDDEN}, but its weights and "
+                                   f"Adam state would take {wide_gb:.1f} GiB (> {WIDE_STATE_BUDGET / 2**30:g})")
+    return (TAIL_WIDE_HIDDEN,), (f"a long tail of {n_labels:,} labels (>= {TAIL_BIG_LABELS:,}), each learnt from a few "
+                                 f"points, needs the capacity ({wide_gb:.1f} GiB of weights and Adam state, at most "
+                                 f"{WIDE_STATE_BUDGET / 2**30:g})")
+
+
 def _median_text(profile: DataProfile) -> str:
     m = profile.median_points_per_label
     return f"the median label has {m:g} training point{'s' if m != 1 else ''}"
@@ -106,6 +136,8 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
 
     tail = profile.long_tail
     med = _median_text(profile)
+    if p["hidden_layer_sizes"] == "auto":
+        decide("hidden_layer_sizes", *auto_hidden(profile.n_features, profile.n_labels, tail))
     if not p["hidden_layer_sizes"]:
         # without a hidden layer the output weights are the input weights: nothing to centre on
         if p["output_init"] == "centroid":
@@ -155,4 +187,4 @@ def report(profile: DataProfile, choices: list[Choice]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DataProfile", "Choice", "resolve", "describe", "report", "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT"]
+__all__ = ["DataProfile", "Choice", "resolve", "describe", "report", "auto_hidden", "state_bytes", "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT"]

@@ -158,7 +158,11 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                 if out_lsh:
                     progress.active_sum += int(model._work.n_active[: rows.size, -1].sum())
                 if model._schedule is not None and model._schedule.due(model._step):
-                    model._rebuild_all()
+                    # the tables are rebuilt after the last batch anyway: one due within the last
+                    # rebuild_first batches would serve only those (a whole-layer pass each, on a
+                    # short fit of a big layer one of a handful)
+                    if model._total_steps - model._step >= p["rebuild_first"]:
+                        model._rebuild_all()
                     model._schedule.advance()
                 progress.batch = bi + 1
                 progress.epoch_seconds = time.perf_counter() - t_epoch

@@ -120,7 +120,7 @@ class DenseClassifier:
     _extra: tuple[Param, ...] = ()
     _method = "dense"
 
-    def __init__(self, *, hidden_layer_sizes=(512,), dropout="auto", input_dropout="auto", init_scale=1.0,
+    def __init__(self, *, hidden_layer_sizes="auto", dropout="auto", input_dropout="auto", init_scale=1.0,
                  output_init="auto", centroid_scale=10.0, normalize="l2", epochs="auto", batch_size=128,
                  learning_rate=3e-3, lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999,
                  adam_epsilon=1e-8, n_jobs=None, random_state=None, verbose=0):
