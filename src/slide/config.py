@@ -201,7 +201,7 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
             _fail(owner, p, "'auto' or a tuple of positive ints (possibly empty)", value)
         for v in vals:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not (1 <= v <= p.high):
-                _fail(owner, p, f"a tuple of ints in [1, {int(p.high)}]", value)
+                _fail(owner, p, f"'auto' or a tuple of ints in [1, {int(p.high)}]", value)
         return tuple(int(v) for v in vals)
     if k == "layers":
         if is_str and value in ("auto", "output", "all", "none"):

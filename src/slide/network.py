@@ -117,9 +117,9 @@ AUTO_ACTIVE_CAP = 2000
 AUTO_ACTIVE_PER_SQRT = 4.5  # active_size='auto' = 4.5 * sqrt(layer size), at most AUTO_ACTIVE_CAP
 
 
-def auto_active_size(n_out: int, per_sqrt: float = AUTO_ACTIVE_PER_SQRT) -> int:
+def auto_active_size(n_out: int) -> int:
     """The 'auto' active-set budget of an LSH layer of ``n_out`` neurons."""
-    return int(min(n_out, AUTO_ACTIVE_CAP, round(per_sqrt * math.sqrt(n_out))))
+    return int(min(n_out, AUTO_ACTIVE_CAP, round(AUTO_ACTIVE_PER_SQRT * math.sqrt(n_out))))
 
 # Kernel arrays start on a 64-byte boundary, so a vectorised loop that peels elements to reach
 # alignment sums in the same order wherever malloc or np.load placed an array. (A 1e-7 drift of

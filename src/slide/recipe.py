@@ -36,7 +36,7 @@ RICH_DROPOUT, RICH_INPUT_DROPOUT = 0.65, 0.1
 AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
 # hidden_layer_sizes='auto': one layer of TAIL_WIDE_HIDDEN instead of DEFAULT_HIDDEN on a big tail
 # (a long tail of at least TAIL_BIG_LABELS labels): capacity for many labels learnt from a few
-# points each (+0.005 to +0.017 P@1 on three tails of debian-package-search, +5% on debian-en-cbow;
+# points each (+0.005 to +0.017 P@1 on three tails of debian-package-search, +5% on debian-en-cbow at 200k points;
 # on the data-rich sets 1,024 or 2,048 did nothing), as long as the weights and their Adam moments
 # fit in WIDE_STATE_BUDGET bytes (benchmarks/RESULTS.md section 11)
 TAIL_BIG_LABELS = 10_000
