@@ -34,7 +34,7 @@ from slide.kernels.hashing import (
     simhash_signs_to_keys,
 )
 from slide.kernels.tables import FIFO, RESERVOIR, TOPK, select_active
-from slide.lsh import code_bits_of, make_hash_params, neuron_rows, rebuild_tables
+from slide.lsh import code_bits_of, make_hash_params, mean_neuron, neuron_rows, rebuild_tables
 
 M64 = (1 << 64) - 1
 
@@ -588,7 +588,8 @@ def test_hash_rows_keys_matches_per_row_hashing(family):
         assert np.array_equal(keys[r], keys_of(hp, codes_dense(hp, rows[r], scratch)))
     if family == "simhash":
         keys2 = np.empty_like(keys)
-        simhash_signs_to_keys(hp, np.ascontiguousarray(rows @ hp.proj.T, np.float32), keys2, 2)
+        zero = np.zeros(max(len(rows), hp.K * hp.L), np.float32)
+        simhash_signs_to_keys(hp, np.ascontiguousarray(rows @ hp.proj.T, np.float32), zero, zero, zero, keys2, 2)
         assert np.array_equal(keys, keys2)
 
 
@@ -602,17 +603,21 @@ def _tables(hp, bucket_size):
 
 
 @pytest.mark.parametrize("family", ["simhash", "dwta"])
-def test_rebuild_inserts_every_neuron_in_its_bucket(family):
+@pytest.mark.parametrize("center", [False, True])
+def test_rebuild_inserts_every_neuron_in_its_bucket(family, center):
+    """Every neuron lands in the bucket its hashed vector ([w, b], centred or not) has; the
+    SimHash rebuild folds bias and centring into its BLAS product instead of hashing a copy."""
     d, N = 30, 300
     hp = make_hash_params(family, 2, 6, d + 1, bucket_bits=4, seed=2, bin_size=4)
     rng = np.random.default_rng(0)
-    W = rng.standard_normal((N, d)).astype(np.float32)
+    W = (rng.standard_normal((N, d)) + 0.5).astype(np.float32)
     b = rng.standard_normal(N).astype(np.float32)
     buckets, fill = _tables(hp, N)  # room for everything
-    rebuild_tables(hp, buckets, fill, W, b, input_major=False, mips=False, center=False, insertion=FIFO, seed=1,
+    rebuild_tables(hp, buckets, fill, W, b, input_major=False, mips=False, center=center, insertion=FIFO, seed=1,
                    epoch=0, n_threads=2, chunk=64)
     assert np.all(fill.sum(axis=1) == N)
-    rows = neuron_rows(W, b, np.arange(N), input_major=False, mips=False, max_norm=1.0)
+    c = mean_neuron(W, b, False) if center else None
+    rows = neuron_rows(W, b, np.arange(N), input_major=False, mips=False, max_norm=1.0, center=c)
     keys = np.empty((N, hp.L), np.int64)
     hash_rows_keys(hp, rows, keys, 1)
     for t in range(hp.L):
@@ -621,7 +626,7 @@ def test_rebuild_inserts_every_neuron_in_its_bucket(family):
             assert sorted(got.tolist()) == np.flatnonzero(keys[:, t] == key).tolist()
     # input-major weights (first layer: W is (d, N)) give the same tables
     buckets2, fill2 = _tables(hp, N)
-    rebuild_tables(hp, buckets2, fill2, np.ascontiguousarray(W.T), b, input_major=True, mips=False, center=False,
+    rebuild_tables(hp, buckets2, fill2, np.ascontiguousarray(W.T), b, input_major=True, mips=False, center=center,
                    insertion=FIFO, seed=1, epoch=0, n_threads=2)
     assert np.array_equal(fill, fill2)
     assert np.array_equal(buckets, buckets2)

@@ -85,6 +85,11 @@ def ref_counts(buckets, fill, keys, n):
     return counts
 
 
+def by_table(keys):
+    """(n_neurons, L) keys -> the (L, n_neurons) int32 layout insert_keys reads."""
+    return np.ascontiguousarray(keys.T, dtype=np.int32)
+
+
 @pytest.fixture(scope="module")
 def random_tables():
     """L=8 tables of 16 buckets of 6 ids over 200 neurons (some buckets overflow)."""
@@ -93,7 +98,7 @@ def random_tables():
     buckets, fill = empty_tables(L, nb, cap)
     keys = rng.integers(0, nb, (N, L)).astype(np.int64)
     ids = rng.permutation(N).astype(np.int32)
-    insert_keys(buckets, fill, keys[ids], ids, RESERVOIR, 1, 0)
+    insert_keys(buckets, fill, by_table(keys), ids, RESERVOIR, 1, 0)
     return N, buckets, fill
 
 
@@ -129,7 +134,9 @@ def test_insert_keys_fill_counts_and_fifo_contents():
     keys = rng.integers(0, nb, (n, L)).astype(np.int64)
     ids = rng.permutation(1000)[:n].astype(np.int32)
     buckets, fill = empty_tables(L, nb, cap)
-    insert_keys(buckets, fill, keys, ids, FIFO, 3, 0)
+    keys_t = np.zeros((L, 1000), np.int32)  # keys by neuron id; ids are inserted in the order given
+    keys_t[:, ids] = keys.T
+    insert_keys(buckets, fill, keys_t, ids, FIFO, 3, 0)
     for t in range(L):
         assert np.array_equal(fill[t], np.bincount(keys[:, t], minlength=nb))
         for k in range(nb):
@@ -161,7 +168,7 @@ def test_reservoir_inclusion_is_uniform():
     epochs = 3
     for epoch in range(epochs):
         buckets, fill = empty_tables(L, 1, cap)
-        insert_keys(buckets, fill, keys, ids, RESERVOIR, 17, epoch)
+        insert_keys(buckets, fill, by_table(keys), ids, RESERVOIR, 17, epoch)
         assert np.all(fill == n)
         kept = np.sort(buckets[:, 0, :], axis=1)
         assert np.all(kept[:, 1:] != kept[:, :-1])  # distinct
@@ -172,7 +179,7 @@ def test_reservoir_inclusion_is_uniform():
     assert chi2.sf(stat, n - 1) > 1e-3, counts
     # FIFO for contrast keeps only the last 5
     buckets, fill = empty_tables(2, 1, cap)
-    insert_keys(buckets, fill, keys[:, :2], ids, FIFO, 17, 0)
+    insert_keys(buckets, fill, by_table(keys[:, :2]), ids, FIFO, 17, 0)
     assert sorted(buckets[0, 0].tolist()) == list(range(15, 20))
 
 
@@ -183,7 +190,7 @@ def test_reservoir_streams_depend_on_seed_and_epoch():
 
     def run(seed, epoch):
         buckets, fill = empty_tables(L, 1, cap)
-        insert_keys(buckets, fill, keys, ids, RESERVOIR, seed, epoch)
+        insert_keys(buckets, fill, by_table(keys), ids, RESERVOIR, seed, epoch)
         return buckets
 
     a = run(1, 0)
@@ -311,7 +318,7 @@ def test_budget_larger_than_layer_and_out_buffer():
     rng = np.random.default_rng(7)
     buckets, fill = empty_tables(L, nb, cap)
     keys = rng.integers(0, nb, (N, L)).astype(np.int64)
-    insert_keys(buckets, fill, keys, np.arange(N, dtype=np.int32), FIFO, 0, 0)
+    insert_keys(buckets, fill, by_table(keys), np.arange(N, dtype=np.int32), FIFO, 0, 0)
     q = rng.integers(0, nb, L)
     union = set(j for lst in retrieved_lists(buckets, fill, q) for j in lst)
     for mode in (VANILLA, TOPK, THRESHOLD):
@@ -324,7 +331,7 @@ def test_budget_larger_than_layer_and_out_buffer():
         assert len(got) == min(4, len(union)) and set(got.tolist()) <= union
     # every neuron in every bucket: all N ids, each counted L times
     buckets, fill = empty_tables(L, 1, N)
-    insert_keys(buckets, fill, np.zeros((N, L), np.int64), np.arange(N, dtype=np.int32), FIFO, 0, 0)
+    insert_keys(buckets, fill, np.zeros((L, N), np.int32), np.arange(N, dtype=np.int32), FIFO, 0, 0)
     sel = Selector(N, L, N)
     got = sel.select(buckets, fill, np.zeros(L), TOPK, budget=10 * N)
     assert sorted(got.tolist()) == list(range(N))

@@ -92,7 +92,7 @@ class SlideClassifier:
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,
-                 simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
+                 simhash_density=1.0, doph_top=32, rebuild_first=50, rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
                  lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
@@ -273,7 +273,7 @@ class SlideClassifier:
         self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"], p["input_dropout"])
         self._lsh, self._hps = make_lsh(specs, seed, ranked)
         self._work = make_work(specs, self._hps, self._n_threads, p["batch_size"], max_labels, max_nnz)
-        self._grad = make_grad(specs, self._n_threads, p["batch_size"], max_labels, max_nnz)
+        self._grad = make_grad(specs, p["batch_size"], max_labels, max_nnz)
         self._step = 0
         self._total_steps = 1
         self._n_rebuilds = 0
@@ -375,7 +375,7 @@ class SlideClassifier:
         self._lsh, self._hps = make_lsh(specs, self._seed, self._ranked)
         self._work = make_work(specs, self._hps, self._n_threads, self._p["batch_size"], self._max_labels,
                                self._max_nnz)
-        self._grad = make_grad(specs, self._n_threads, self._p["batch_size"], self._max_labels, self._max_nnz)
+        self._grad = make_grad(specs, self._p["batch_size"], self._max_labels, self._max_nnz)
         with thread_limits(n_threads):
             self._rebuild_all()
         return self

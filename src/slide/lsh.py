@@ -146,28 +146,48 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
                    b: np.ndarray, *, input_major: bool, mips: bool, center: bool, insertion: int,
                    seed: int, epoch: int, n_threads: int, chunk: int = 16384) -> None:
     """Empty the tables and insert every neuron, in a random order, from its current weights
-    (centred on the mean neuron when ``center``, see :func:`neuron_rows`)."""
+    (centred on the mean neuron when ``center``, see :func:`neuron_rows`).
+
+    Neurons are hashed in index order, in chunks of ``chunk`` rows, and inserted afterwards in a
+    shuffled order (so FIFO overflow drops a random subset). With dense SimHash projections, the
+    default, a chunk's projections come from one BLAS product over a view of the weights:
+    ``(w - c) . r = w . r + b r_b - c . r``, so no centred copy of the rows is made (on amazon-670k
+    dimensions the copy took half of every rebuild)."""
     n_neurons = b.shape[0]
     fill[:] = 0
     order = np.random.default_rng([seed, epoch]).permutation(n_neurons).astype(np.int32)
     c = mean_neuron(W, b, input_major) if center else None
     max_norm = max_neuron_norm(W, b, input_major, c) if mips else 1.0
-    for chunk_no, s in enumerate(range(0, n_neurons, chunk)):
-        # neurons go in in a shuffled order so FIFO overflow drops a random subset
-        ids = order[s:s + chunk]
-        rows = neuron_rows(W, b, ids, input_major=input_major, mips=mips, max_norm=max_norm, center=c)
-        keys = np.empty((len(ids), hp.L), np.int64)
-        if hp.family == SIMHASH:
-            if hp.proj.shape[0] > 0:
-                vals = rows @ hp.proj.T
-            else:
-                R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.K * hp.L, hp.dim))
-                vals = np.ascontiguousarray((R @ rows.T).T)
-            simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), keys, n_threads)
+    by_blas = hp.family == SIMHASH and hp.proj.shape[0] > 0 and not mips
+    if by_blas:
+        d = W.shape[0] if input_major else W.shape[1]
+        P_w = np.ascontiguousarray(hp.proj[:, :d].T)  # (d, n_codes)
+        p_b = hp.proj[:, d].copy()
+        shift = -(c @ hp.proj.T) if c is not None else np.zeros(hp.proj.shape[0], np.float32)
+    # keys_t[t, j]: neuron j's bucket in table t (buckets hold < 2**31 keys: bucket_bits <= 22)
+    keys_t = np.empty((hp.L, n_neurons), np.int32)
+    keys = np.empty((min(chunk, n_neurons), hp.L), np.int64)
+    for s in range(0, n_neurons, chunk):
+        e = min(n_neurons, s + chunk)
+        k = keys[: e - s]
+        if by_blas:
+            w = W[:, s:e].T if input_major else W[s:e]
+            simhash_signs_to_keys(hp, w @ P_w, b[s:e], p_b, shift, k, n_threads)
         else:
-            hash_rows_keys(hp, np.ascontiguousarray(rows), keys, n_threads)
-        # each chunk draws its reservoir decisions from its own streams
-        insert_keys(buckets, fill, keys, ids, insertion, seed, epoch * 1_000_003 + chunk_no)
+            rows = neuron_rows(W, b, np.arange(s, e), input_major=input_major, mips=mips, max_norm=max_norm,
+                               center=c)
+            if hp.family != SIMHASH:
+                hash_rows_keys(hp, np.ascontiguousarray(rows), k, n_threads)
+            else:
+                if hp.proj.shape[0] > 0:  # dense projections with the MIPS transform
+                    vals = rows @ hp.proj.T
+                else:
+                    R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.K * hp.L, hp.dim))
+                    vals = (R @ rows.T).T
+                zero = np.zeros(max(e - s, hp.K * hp.L), np.float32)
+                simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, k, n_threads)
+        keys_t[:, s:e] = k.T
+    insert_keys(buckets, fill, keys_t, order, insertion, seed, epoch)
 
 
 class RebuildSchedule:
@@ -190,6 +210,12 @@ class RebuildSchedule:
 
     def due(self, batches_done: int) -> bool:
         return batches_done >= self.next_at
+
+    def worth_making(self, batches_done: int, total: int) -> bool:
+        """Whether the rebuild due now is worth its whole-layer pass: not when the fit ends
+        (with a rebuild of its own, after batch ``total``) within half the current interval;
+        the tables in use then serve at most 1.5 intervals."""
+        return total - batches_done >= self.interval(self.count) / 2
 
     def advance(self) -> None:
         self.count += 1

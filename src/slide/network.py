@@ -249,26 +249,25 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
     )
 
 
-def make_grad(specs: list[LayerSpec], n_threads: int, batch_size: int, max_labels: int, max_nnz: int) -> Grad:
+def make_grad(specs: list[LayerSpec], batch_size: int, max_labels: int, max_nnz: int) -> Grad:
     """Scratch of the optimiser pass for batches of up to ``batch_size`` samples."""
     i64 = np.int64
-    count, start, rows, ent_s, ent_k, g, gb, mark = ([] for _ in range(8))
+    count, start, rows, ent_s, ent_k, gb, mark = ([] for _ in range(7))
     for l, s in enumerate(specs):
         if l == 0:
-            n_rows, n_ent, row_len = s.n_in, batch_size * max_nnz, s.n_out
+            n_rows, n_ent = s.n_in, batch_size * max_nnz
         else:
-            n_rows, row_len = s.n_out, s.n_in
+            n_rows = s.n_out
             n_ent = batch_size * s.active_cap(max_labels) if s.lsh else 0
         count.append(np.zeros(n_rows, i64))
         start.append(np.zeros(n_rows, i64))
         rows.append(np.zeros(min(n_rows, n_ent), i64))
         ent_s.append(np.zeros(n_ent, i64))
         ent_k.append(np.zeros(n_ent, i64))
-        g.append(azeros((n_threads, row_len)))
         gb.append(np.zeros(s.n_out if l == 0 else 0, np.float32))
         mark.append(np.zeros(s.n_out if l == 0 else 0, np.uint8))
     return Grad(count=_tl(count), start=_tl(start), rows=_tl(rows), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
-                g=_tl(g), gb=_tl(gb), bias_mark=_tl(mark))
+                gb=_tl(gb), bias_mark=_tl(mark))
 
 
 def _dummy_hp() -> HashParams:

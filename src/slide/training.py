@@ -158,10 +158,9 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                 if out_lsh:
                     progress.active_sum += int(model._work.n_active[: rows.size, -1].sum())
                 if model._schedule is not None and model._schedule.due(model._step):
-                    # the tables are rebuilt after the last batch anyway: one due within the last
-                    # rebuild_first batches would serve only those (a whole-layer pass each, on a
-                    # short fit of a big layer one of a handful)
-                    if model._total_steps - model._step >= p["rebuild_first"]:
+                    # the tables are rebuilt after the last batch anyway (on a short fit of a big
+                    # layer each rebuild is one of a handful of whole-layer passes)
+                    if model._schedule.worth_making(model._step, model._total_steps):
                         model._rebuild_all()
                     model._schedule.advance()
                 progress.batch = bi + 1

@@ -32,7 +32,10 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 @njit(cache=True, fastmath=FASTMATH)
 def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_output):
-    """z (and ReLU unless output) of the active neurons of layer ``l`` into work.act[l][s]."""
+    """z (and ReLU unless output) of the active neurons of layer ``l`` into work.act[l][s].
+    Weight rows are indexed in place, not taken as views, here and in the backward rules: the
+    threads share W, and each view would touch its reference count (see
+    :func:`slide.kernels.optim.step_row`)."""
     W = net.W[l]
     b = net.b[l]
     z = work.act[l][s]
@@ -45,9 +48,9 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
                 z[j] = b[j]
             for k in range(in_nnz):
                 v = in_val[k]
-                row = W[in_idx[k]]
+                f = in_idx[k]
                 for j in range(n_act):
-                    z[j] += v * row[j]
+                    z[j] += v * W[f, j]
         else:
             for a in range(n_act):
                 j = ids[a]
@@ -58,14 +61,13 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
     else:
         for a in range(n_act):
             j = a if dense_out else ids[a]
-            row = W[j]
             acc = np.float32(0.0)
             if in_dense:
                 for i in range(n_in):
-                    acc += row[i] * in_val[i]
+                    acc += W[j, i] * in_val[i]
             else:
                 for k in range(in_nnz):
-                    acc += row[in_idx[k]] * in_val[k]
+                    acc += W[j, in_idx[k]] * in_val[k]
             z[a] = acc + b[j]
     if not is_output:
         for a in range(n_act):
@@ -128,13 +130,13 @@ def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
         d = delta[a]
         if d == 0:
             continue
-        row = W[a if dense_out else ids[a]]
+        j = a if dense_out else ids[a]
         if in_dense:
             for i in range(n_in):
-                dh[i] += d * row[i]
+                dh[i] += d * W[j, i]
         else:
             for k in range(in_nnz):
-                dh[k] += d * row[in_idx[k]]
+                dh[k] += d * W[j, in_idx[k]]
     prev = work.delta[l - 1][s]
     scale = np.float32(1.0 / (1.0 - net.dropout[l - 1]))
     for i in range(n_h):
@@ -216,14 +218,13 @@ def grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, ent_s, ent_k, e0, e
         gb += d
         if d == 0:
             continue
-        x = x_act[s]
+        # 2-D indexing, no row views (see slide.kernels.optim.step_row)
         if in_dense:
             for i in range(n_in):
-                g[i] += d * x[i]
+                g[i] += d * x_act[s, i]
         else:
-            xi = x_ids[s]
             for k in range(x_n[s]):
-                g[xi[k]] += d * x[k]
+                g[x_ids[s, k]] += d * x_act[s, k]
     return gb
 
 
@@ -237,11 +238,9 @@ def grad_row_input_major(g, n_out, delta0, ids0, n0, ent_s, ent_k, e0, e1, x_val
     for e in range(e0, e1):
         s = ent_s[e]
         v = x_val[s, ent_k[e]]
-        d = delta0[s]
         if dense_out:
             for j in range(n_out):
-                g[j] += v * d[j]
+                g[j] += v * delta0[s, j]
         else:
-            ids = ids0[s]
             for a in range(n0[s]):
-                g[ids[a]] += v * d[a]
+                g[ids0[s, a]] += v * delta0[s, a]

@@ -80,13 +80,12 @@ class Work(NamedTuple):
 
 class Grad(NamedTuple):
     """Scratch of the optimiser pass: a batch's (sample, position) entries grouped by the weight
-    row they update (a counting sort), and per-thread gradient rows."""
+    row they update (a counting sort), and the first layer's bias gradient."""
 
     count: list  # int64 (n_rows,) per layer, zero between batches
     start: list  # int64 (n_rows,) per layer
     rows: list  # int64 (max entries,) per layer: touched rows in first-seen order
     ent_s: list  # int64 (max entries,) per layer: sample slot of each entry
     ent_k: list  # int64 (max entries,) per layer: position (active index / input non-zero)
-    g: list  # float32 (T, row length) per layer
     gb: list  # float32 (n_out,) per layer: bias gradient
     bias_mark: list  # uint8 (n_out,) per layer

@@ -39,19 +39,23 @@ def insert_id(buckets, fill, t, key, nid, policy, rng):
 
 
 @njit(cache=True, fastmath=False, parallel=True)
-def insert_keys(buckets, fill, keys, ids, policy, seed, epoch):
-    """Insert ``ids[r]`` into bucket ``keys[r, t]`` of every table t, in parallel over tables.
+def insert_keys(buckets, fill, keys_t, order, policy, seed, epoch):
+    """Insert neurons ``order[0], order[1], ...`` in that order, neuron j into bucket
+    ``keys_t[t, j]`` of every table t, in parallel over tables.
 
-    Rows are inserted in the given order (the caller shuffles it, so FIFO overflow does not
-    systematically drop the same neurons). ``epoch`` distinguishes rebuilds for the RNG streams.
+    The caller shuffles ``order``, so FIFO overflow does not systematically drop the same
+    neurons. A table's keys are one contiguous row (a few MB even at 10^6 neurons), so the
+    shuffled reads stay in cache. ``epoch`` distinguishes rebuilds for the RNG streams.
     """
     L = buckets.shape[0]
-    n = keys.shape[0]
+    n = order.shape[0]
     for t in prange(L):
         rng = np.empty(1, np.uint64)
         rng[0] = stream_seed(seed, epoch, t)
+        kt = keys_t[t]
         for r in range(n):
-            insert_id(buckets, fill, t, keys[r, t], ids[r], policy, rng)
+            j = order[r]
+            insert_id(buckets, fill, t, kt[j], j, policy, rng)
 
 
 @njit(cache=True, fastmath=False, inline="always")
