@@ -23,9 +23,9 @@ def first_layer_rows(indptr, indices, data, r0, r1, W, b, relu, out):
             h[j] = b[j]
         for k in range(indptr[r], indptr[r + 1]):
             v = data[k]
-            row = W[indices[k]]
+            f = indices[k]
             for j in range(n_out):
-                h[j] += v * row[j]
+                h[j] += v * W[f, j]  # in place, not a view (see slide.kernels.optim.step_row)
         if relu:
             for j in range(n_out):
                 if h[j] < 0:
@@ -55,13 +55,12 @@ def finish_centroids(W, counts, mean, scale):
         c = counts[j]
         if c == 0:
             continue
-        row = W[j]
         inv = 1.0 / c
         ss = 0.0
         for i in range(d):
-            u = row[i] * inv - mean[i]
-            row[i] = u
+            u = W[j, i] * inv - mean[i]
+            W[j, i] = u
             ss += u * u
         f = scale / np.sqrt(ss) if ss > 0 else 0.0
         for i in range(d):
-            row[i] = row[i] * f
+            W[j, i] = W[j, i] * f

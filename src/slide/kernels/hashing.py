@@ -69,11 +69,12 @@ def simhash_dense(hp, vec, codes):
     """codes[c] = [proj_c . vec >= 0] for a dense vec (dim,)."""
     n_codes = hp.K * hp.L
     if hp.proj.shape[0] > 0:
+        proj = hp.proj
         for c in range(n_codes):
             s = np.float32(0.0)
-            row = hp.proj[c]
             for i in range(hp.dim):
-                s += row[i] * vec[i]
+                # in place, not a row view: threads share proj (see slide.kernels.optim.step_row)
+                s += proj[c, i] * vec[i]
             codes[c] = 1 if s >= 0 else 0
     else:
         for c in range(n_codes):
@@ -89,11 +90,12 @@ def simhash_sparse(hp, idx, val, nnz, codes, acc):
     n_codes = hp.K * hp.L
     acc[:n_codes] = 0.0
     if hp.proj.shape[0] > 0:
+        proj_t = hp.proj_t
         for k in range(nnz):
             v = val[k]
-            col = hp.proj_t[idx[k]]
+            i = idx[k]
             for c in range(n_codes):
-                acc[c] += v * col[c]
+                acc[c] += v * proj_t[i, c]
     else:
         for k in range(nnz):
             v = val[k]
