@@ -141,7 +141,7 @@ def test_parameters_share_slide_names_and_validation(data):
     fitted = DenseClassifier(hidden_layer_sizes=(4,), epochs=1, n_jobs=1).fit(X[:100], Y[:100])
     with pytest.raises(slide.DataFormatError):
         fitted.predict(sp.csr_matrix((3, X.shape[1] + 1), dtype=np.float32))
-    with pytest.raises(ParameterError, match="k must be"):
+    with pytest.raises(ParameterError, match="'k' argument of predict must be an int"):
         fitted.predict(X[:3], k=0)
 
 

@@ -334,6 +334,22 @@ def test_save_permissions_follow_umask_or_replaced_file(tmp_path):
     assert (tmp_path / "old.txt").stat().st_mode & 0o777 == 0o640
 
 
+def test_model_and_json_files_follow_umask_too(tmp_path):
+    """Model files, metrics.json and predictions go through the same atomic write as data files:
+    not the 0o600 of its temporary file."""
+    from slide.io import atomic_write, write_arrays
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_arrays(tmp_path / "model.npz", {"w": np.zeros(3, np.float32)}, {"x": 1})
+    atomic_write(tmp_path / "metrics.json", lambda f: f.write(b"{}"))
+    for name in ("model.npz", "metrics.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+    os.chmod(tmp_path / "metrics.json", 0o640)
+    atomic_write(tmp_path / "metrics.json", lambda f: f.write(b"{}"))
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o640
+
+
 # --------------------------------------------------------------------------------------
 # iter_xmc and skip_bad_lines
 # --------------------------------------------------------------------------------------

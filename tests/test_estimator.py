@@ -139,7 +139,7 @@ def test_linear_model_without_hidden_layers(data):
 
 
 def test_errors_before_fit_and_on_wrong_shapes(data):
-    X, Y, Xt, _ = data
+    X, Y, Xt, Yt = data
     with pytest.raises(NotFittedError):
         SlideClassifier().predict(Xt)
     with pytest.raises(DataFormatError, match="rows"):
@@ -151,6 +151,16 @@ def test_errors_before_fit_and_on_wrong_shapes(data):
         clf.predict(Xt, k=0)
     with pytest.raises(ParameterError, match="'mode' argument"):
         clf.predict(Xt, mode="fast")
+    # every cut-off is checked before a kernel fills k columns: eval_k=0 once corrupted the heap,
+    # retrieval_recall(k=0) aborted the process
+    for bad in (0, -1, "5", 2.5, True, Y.shape[1] + 1):
+        with pytest.raises(ParameterError, match=r"'k' argument of predict must be an int in \[1, "):
+            clf.predict(Xt, k=bad)
+        with pytest.raises(ParameterError, match="'k' argument of retrieval_recall"):
+            clf.retrieval_recall(Xt, k=bad)
+        with pytest.raises(ParameterError, match="'eval_k' argument of fit"):
+            small(epochs=1).fit(X, Y, eval_set=(Xt, Yt), eval_k=bad)
+    assert clf.predict(Xt[:2], k=np.int64(Y.shape[1])).shape == (2, Y.shape[1])
     with pytest.raises(DataFormatError, match="non-finite"):
         bad = X.copy()
         bad.data[0] = np.nan

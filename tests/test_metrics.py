@@ -357,8 +357,8 @@ P0 = np.array([[0, 1], [2, -1]])
         (lambda: M.precision_at_k(Y0, [[0, 1], [2]]), DataFormatError, "rectangular"),
         (lambda: M.precision_at_k(Y0, P0, 0), ParameterError, ">= 1"),
         (lambda: M.recall_at_k(Y0, P0, 3), ParameterError, "exceeds"),
-        (lambda: M.precision_at_k(Y0, P0, True), ParameterError, "integer"),
-        (lambda: M.precision_at_k(Y0, P0, 1.0), ParameterError, "integer"),
+        (lambda: M.precision_at_k(Y0, P0, True), ParameterError, "'k' argument of the metric must be an int"),
+        (lambda: M.precision_at_k(Y0, P0, 1.0), ParameterError, "must be an int >= 1. Got 1.0"),
         (lambda: M.precision_at_k(Y0, np.array([[0, 1], [3, 0]]), 1), DataFormatError,
          r"top_k_labels\[1, 0\] = 3"),
         (lambda: M.precision_at_k(Y0, np.array([[0, -2], [0, 0]]), 2), DataFormatError, "-2"),
@@ -379,7 +379,7 @@ P0 = np.array([[0, 1], [2, -1]])
         (lambda: M.label_propensities(Y0, B=float("nan")), ParameterError, "B must be"),
         (lambda: M.label_propensities([[1, 0]]), DataFormatError, "Y_train"),
         (lambda: M.MetricsAccumulator(ks=(0,)), ParameterError, ">= 1"),
-        (lambda: M.MetricsAccumulator(ks="abc"), ParameterError, "integer"),
+        (lambda: M.MetricsAccumulator(ks="abc"), ParameterError, "'ks' argument of the metric must be an int"),
     ],
 )
 def test_errors(call, exc, match):

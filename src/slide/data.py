@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import os
 import queue
-import tempfile
 import threading
 import warnings
 import zlib
@@ -30,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataFormatError, ParameterError
+from .io import atomic_write
 from .kernels import parse as K
 
 __all__ = ["load_xmc", "iter_xmc", "save_xmc", "load_libsvm", "save_libsvm"]
@@ -718,21 +718,6 @@ def _check_xy(X, Y):
     return X, data, Y
 
 
-def _new_file_mode(path):
-    """Permissions for the new file: those of the file it replaces, else 0o666 minus umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    try:  # reading the umask without setting it (os.umask would race with other threads)
-        with open("/proc/self/status") as f:
-            mask = next(int(x.split()[1], 8) for x in f if x.startswith("Umask:"))
-    except (OSError, ValueError, StopIteration):
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _save(path, X, Y, *, header, id_offset):
     X, data, Y = _check_xy(X, Y)
     if header is None:  # LIBSVM
@@ -744,36 +729,17 @@ def _save(path, X, Y, *, header, id_offset):
                 "format cannot represent (readers skip blank lines); use save_xmc"
             )
     path = os.fsdecode(os.fspath(path))
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.endswith(".gz"):
-                # mtime=0 and the final name in the header: the same matrices give the same bytes
-                with gzip.GzipFile(filename=os.path.basename(path), mode="wb", fileobj=raw,
-                                   compresslevel=6, mtime=0) as gz:
-                    _write_rows(gz, X, data, Y, header, id_offset)
-            else:
-                _write_rows(raw, X, data, Y, header, id_offset)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible everywhere, and not worth failing for
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+
+    def write(raw):
+        if path.endswith(".gz"):
+            # mtime=0 and the final name in the header: the same matrices give the same bytes
+            with gzip.GzipFile(filename=os.path.basename(path), mode="wb", fileobj=raw, compresslevel=6,
+                               mtime=0) as gz:
+                _write_rows(gz, X, data, Y, header, id_offset)
+        else:
+            _write_rows(raw, X, data, Y, header, id_offset)
+
+    atomic_write(path, write)
 
 
 def _write_rows(f, X, data, Y, header, id_offset):

@@ -112,3 +112,14 @@ def check_eval_set(eval_set, *, n_features: int, n_labels: int, normalize: str):
     Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
     Yv = check_Y(eval_set[1], n_rows=Xv.shape[0], n_labels=n_labels, name="eval_set[1]")
     return Xv, Yv
+
+
+def check_k(k, *, name: str = "k", where: str = "predict", n_labels: int | None = None) -> int:
+    """A cut-off ``k`` validated at the boundary: an int in [1, n_labels] (>= 1 when n_labels
+    is None). The kernels fill k columns per row, so an unchecked 0, -1 or 10**6 would write
+    outside their buffers."""
+    if (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1
+            or (n_labels is not None and k > n_labels)):
+        allowed = f"in [1, {n_labels}]" if n_labels is not None else ">= 1"
+        raise ParameterError(f"The {name!r} argument of {where} must be an int {allowed}. Got {k!r} instead.")
+    return int(k)

@@ -20,7 +20,7 @@ from . import predict as _predict
 from . import recipe, training
 from .centroids import init_output_centroids
 from .config import DEFAULTS, PARAMS, validate_params
-from .data_checks import check_eval_set, check_X, check_Y
+from .data_checks import check_eval_set, check_k, check_X, check_Y
 from .errors import NotFittedError, ParameterError
 from .lsh import RebuildSchedule, rebuild_tables
 from .memory import check_fits, estimate_bytes
@@ -185,6 +185,7 @@ class SlideClassifier:
         X = check_X(X, name="X", normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
         eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
+        eval_k = check_k(eval_k, name="eval_k", where="fit", n_labels=Y.shape[1])
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
         n_labels_per_row = np.diff(Y.indptr)
         n_trainable = int((n_labels_per_row > 0).sum())
@@ -237,6 +238,7 @@ class SlideClassifier:
         Y = check_Y(Y, n_rows=X.shape[0], n_labels=self.n_labels_, name="Y")
         training.check_same_data(progress.fingerprint, X, Y, getattr(self, "_loaded_from", "checkpoint"))
         eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
+        eval_k = check_k(eval_k, name="eval_k", where="resume", n_labels=self.n_labels_)
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
         if checkpoint is not None:
             checkpoint.mark(self._step)
@@ -346,12 +348,11 @@ class SlideClassifier:
             mode = self.predict_mode
         if mode not in ("exact", "lsh"):
             raise ParameterError(f"The 'mode' argument of predict must be 'exact' or 'lsh'. Got {mode!r} instead.")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (1 <= k <= self.n_labels_):
-            raise ParameterError(f"The 'k' argument of predict must be an int in [1, {self.n_labels_}]. Got {k!r} instead.")
+        k = check_k(k, n_labels=self.n_labels_)
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
-            return _predict.predict_topk(self, X, int(k), mode, n_threads)
+            return _predict.predict_topk(self, X, k, mode, n_threads)
 
     def rehash(self, **params) -> "SlideClassifier":
         """Change hashing parameters of a fitted model (any of the ``lsh`` group: hash_family,
@@ -388,10 +389,11 @@ class SlideClassifier:
         self._check_fitted()
         if not self.layer_specs_[-1].lsh:
             raise ParameterError("retrieval_recall needs an LSH output layer (lsh_layers includes the output).")
+        k = check_k(k, where="retrieval_recall", n_labels=self.n_labels_)
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self._p["normalize"])
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
-            return _predict.retrieval_recall(self, X, int(k), n_threads)
+            return _predict.retrieval_recall(self, X, k, n_threads)
 
     def decision_function(self, X, labels=None):
         """Logits. ``labels=None``: all labels, (n, n_labels) dense (mind the size); an (m,)

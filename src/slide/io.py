@@ -42,36 +42,55 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8).tobytes()).hexdigest()
 
 
+def new_file_mode(path) -> int:
+    """Permissions for a file written at ``path``: those of the file it replaces, else 0o666
+    minus the umask (what ``open(path, "w")`` would give; a temporary file starts at 0o600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    try:  # reading the umask without setting it (os.umask would race with other threads)
+        with open("/proc/self/status") as f:
+            mask = next(int(x.split()[1], 8) for x in f if x.startswith("Umask:"))
+    except (OSError, ValueError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it and rename it over
-    ``path``; on any error the temporary file is removed and ``path`` is untouched."""
+    ``path`` with the permissions of :func:`new_file_mode`; on any error the temporary file is
+    removed and ``path`` is untouched."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise DataFormatError(f"cannot write {path}: the folder {directory} does not exist.")
     if path.is_dir():  # os.replace would fail late with IsADirectoryError (e.g. `slide predict --out DIR`)
         raise DataFormatError(f"cannot write {path}: it is a folder; expected a file path.")
+    mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-        try:  # make the rename itself durable
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    try:  # make the rename itself durable; not possible everywhere, and not worth failing for
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
 def write_arrays(path, arrays: dict[str, np.ndarray], meta: dict) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from slide.data_checks import check_k
 from slide.errors import DataFormatError, ParameterError
 
 __all__ = [
@@ -120,12 +121,7 @@ def _as_truth(Y, name: str) -> _Truth:
 
 
 def _check_k(k, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ParameterError(f"{name} must be a positive integer, got {k!r}")
-    k = int(k)
-    if k < 1:
-        raise ParameterError(f"{name} must be >= 1, got {k}")
-    return k
+    return check_k(k, name=name, where="the metric")
 
 
 def _check_ks(ks) -> tuple[int, ...]:
@@ -133,7 +129,7 @@ def _check_ks(ks) -> tuple[int, ...]:
         ks = (ks,)
     if not isinstance(ks, Iterable):
         raise ParameterError(f"ks must be a sequence of positive integers, got {ks!r}")
-    ks = tuple(_check_k(k, "every entry of ks") for k in ks)
+    ks = tuple(_check_k(k, "ks") for k in ks)
     if not ks:
         raise ParameterError("ks must contain at least one value of k")
     if len(set(ks)) != len(ks):

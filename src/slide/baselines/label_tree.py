@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from ..data_checks import check_X, check_Y
+from ..data_checks import check_k, check_X, check_Y
 from ..errors import NotFittedError, ParameterError, SlideError
 
 
@@ -70,8 +70,7 @@ class LabelTreeClassifier:
         """(labels, scores), best first; rows with fewer than k candidates are padded with -1 / -inf."""
         if not hasattr(self, "model_"):
             raise NotFittedError("This LabelTreeClassifier is not fitted yet: call fit(X, Y) first.")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ParameterError(f"k must be a positive int. Got {k!r} instead.")
+        k = check_k(k, n_labels=self.n_labels_)
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self.normalize)
         out_i = np.full((X.shape[0], k), -1, np.int64)
         out_v = np.full((X.shape[0], k), -np.inf, np.float32)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PARAM_BY_NAME, Param, validate_value
-from ..data_checks import check_eval_set, check_X, check_Y
+from ..data_checks import check_eval_set, check_k, check_X, check_Y
 from ..errors import NotFittedError, ParameterError, TrainingError
 from ..metrics import evaluate
 from ..network import LayerSpec, init_weights
@@ -182,6 +182,7 @@ class DenseClassifier:
         X = check_X(X, name="X", normalize=p["normalize"])
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
         eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
+        eval_k = check_k(eval_k, name="eval_k", where="fit", n_labels=Y.shape[1])
         check_batch_callback(batch_callback, batch_callback_every)
         trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
         if trainable.size == 0:
@@ -301,8 +302,7 @@ class DenseClassifier:
     def predict_topk(self, X, k=5):
         """(labels, scores): the k highest-scoring labels per row (exact over all labels), best first."""
         self._check_fitted()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_labels_:
-            raise ParameterError(f"k must be an int in [1, {self.n_labels_}]. Got {k!r} instead.")
+        k = check_k(k, n_labels=self.n_labels_)
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self._p["normalize"])
         n = X.shape[0]
         out_i = np.empty((n, k), np.int64)

@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 import scipy.sparse as sp
 
-from ..data_checks import check_X, check_Y
+from ..data_checks import check_k, check_X, check_Y
 from ..errors import NotFittedError, ParameterError, SlideError
 
 ENV_PYTHON = "SLIDE_PECOS_PYTHON"
@@ -102,8 +102,7 @@ class PecosClassifier:
         """(labels, scores) best first; -1 / -inf where PECOS returned fewer than k labels."""
         if not hasattr(self, "_folder"):
             raise NotFittedError("This PecosClassifier is not fitted yet: call fit(X, Y) first.")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_labels_:
-            raise ParameterError(f"k must be an int in [1, {self.n_labels_}]. Got {k!r} instead.")
+        k = check_k(k, n_labels=self.n_labels_)
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self.normalize)
         sp.save_npz(os.path.join(self._folder.name, "Xq.npz"), X)
         info = self._run("predict", int(k), int(self.beam_size))
