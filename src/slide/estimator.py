@@ -92,7 +92,7 @@ class SlideClassifier:
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,
-                 simhash_density=1.0, doph_top=32, rebuild_first=50, rebuild_growth=0.1,
+                 simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
                  lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
