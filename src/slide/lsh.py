@@ -164,6 +164,8 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
         P_w = np.ascontiguousarray(hp.proj[:, :d].T)  # (d, n_codes)
         p_b = hp.proj[:, d].copy()
         shift = -(c @ hp.proj.T) if c is not None else np.zeros(hp.proj.shape[0], np.float32)
+    elif hp.family == SIMHASH:  # rows hashed as they are: nothing to add to their projections
+        zero = np.zeros(max(min(chunk, n_neurons), hp.K * hp.L), np.float32)
     # keys_t[t, j]: neuron j's bucket in table t (buckets hold < 2**31 keys: bucket_bits <= 22)
     keys_t = np.empty((hp.L, n_neurons), np.int32)
     keys = np.empty((min(chunk, n_neurons), hp.L), np.int64)
@@ -184,7 +186,6 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
                 else:
                     R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.K * hp.L, hp.dim))
                     vals = (R @ rows.T).T
-                zero = np.zeros(max(e - s, hp.K * hp.L), np.float32)
                 simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, k, n_threads)
         keys_t[:, s:e] = k.T
     insert_keys(buckets, fill, keys_t, order, insertion, seed, epoch)
