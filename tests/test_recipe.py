@@ -2,6 +2,8 @@
 (slide.centroids): rules against hand-computed profiles, kernels against NumPy references, and
 the effect the recipe exists for, learning on a long tail."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -131,6 +133,50 @@ def test_auto_is_accepted_and_bad_values_are_named():
         validate_params({"input_dropout": 0.99})
 
 
+def _lsh_specs(n_labels, hidden=512, **params):
+    from slide.network import resolve_specs
+
+    p = validate_params({**DEFAULTS, "hidden_layer_sizes": (hidden,), **params})
+    return p, resolve_specs(p, 1000, n_labels)
+
+
+def test_rebuild_first_waits_only_where_a_rebuild_costs_many_batches():
+    from slide.network import rebuild_cost_batches
+    from slide.recipe import REBUILD_BATCHES_PER_COST, REBUILD_FIRST, resolve_schedule
+
+    # amazon-670k's output layer: one rebuild costs about 10 batches (measured 10.7)
+    p, specs = _lsh_specs(670_091)
+    cost = rebuild_cost_batches(specs[-1], p["batch_size"])
+    assert 8 < cost < 14
+    q, choices = resolve_schedule(p, specs, [])
+    assert q["rebuild_first"] == math.ceil(REBUILD_BATCHES_PER_COST * cost) > REBUILD_FIRST
+    assert choices[-1].name == "rebuild_first" and "670,091 neurons" in choices[-1].reason
+    assert p["rebuild_first"] == "auto"  # the caller's dict is not changed
+    # 50,000 labels (the reference workload) or 61,073 (debian-package-search): the paper's 10
+    for n_labels in (50_000, 61_073):
+        p, specs = _lsh_specs(n_labels)
+        q, choices = resolve_schedule(p, specs, [])
+        assert q["rebuild_first"] == REBUILD_FIRST and choices[-1].value == REBUILD_FIRST
+    # a value the user set stays; a network without LSH layers gets 10 without a reason to print
+    p, specs = _lsh_specs(670_091, rebuild_first=7)
+    assert resolve_schedule(p, specs, []) == ({**p}, [])
+    p, specs = _lsh_specs(670_091, lsh_layers="none")
+    q, choices = resolve_schedule(p, specs, [])
+    assert q["rebuild_first"] == REBUILD_FIRST and choices == []
+
+
+def test_rebuild_cost_grows_with_the_layer_and_its_codes():
+    from slide.network import rebuild_cost_batches
+
+    p, (_, small) = _lsh_specs(100_000, hashes_per_table=8, n_tables=32)
+    _, (_, big) = _lsh_specs(400_000, hashes_per_table=8, n_tables=32)
+    _, (_, more_tables) = _lsh_specs(100_000, hashes_per_table=8, n_tables=64)
+    c = rebuild_cost_batches(small, p["batch_size"])
+    assert rebuild_cost_batches(big, p["batch_size"]) > 2 * c
+    assert rebuild_cost_batches(more_tables, p["batch_size"]) == pytest.approx(2 * c)
+    assert rebuild_cost_batches(small, 2 * p["batch_size"]) == pytest.approx(c / 2)
+
+
 # ----------------------------------------------------------------------------- centroid kernels
 def test_first_layer_rows_matches_numpy():
     rng = np.random.default_rng(0)
@@ -210,6 +256,15 @@ def test_fit_reports_its_recipe(tail_data, capsys):
     err = capsys.readouterr().err
     assert "recipe for 500 labelled points" in err and "dropout 0.0: the median label has" in err
     assert clf.get_params()["dropout"] == "auto"  # the parameter itself stays as the user gave it
+
+
+def test_fit_reports_the_rebuild_schedule_it_chose(tail_data, capsys):
+    X, Y, _, _ = tail_data
+    clf = SlideClassifier(hidden_layer_sizes=(32,), epochs=1, lsh_layers="output", random_state=0, n_jobs=1,
+                          verbose=1).fit(X[:500], Y[:500])
+    assert "rebuild_first 10: one table rebuild of layer 1 costs about" in capsys.readouterr().err
+    assert {c.name: c.value for c in clf.recipe_}["rebuild_first"] == 10
+    assert clf._schedule.first == 10 and clf.get_params()["rebuild_first"] == "auto"
 
 
 def test_defaults_learn_a_long_tail_that_the_old_defaults_did_not(tail_data):

@@ -100,7 +100,8 @@ PARAMS: tuple[Param, ...] = (
        low_open=True, high=1.0, group="lsh"),
     _p("doph_top", 32, "int", "DOPH: a dense vector's set is its doph_top largest coordinates",
        low=1, high=1 << 20, group="lsh"),
-    _p("rebuild_first", 10, "int", "batches before the first hash-table rebuild", low=1,
+    _p("rebuild_first", "auto", "int_auto", "batches before the first hash-table rebuild; 'auto': 10, "
+       "or 3 rebuilds' worth of batches on a layer where one rebuild costs more than 3 batches", low=1,
        high=1 << 40, group="lsh"),
     _p("rebuild_growth", 0.1, "float", "rebuild intervals grow as rebuild_first * exp(growth * i)",
        low=0, high=10, group="lsh"),

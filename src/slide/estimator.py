@@ -92,7 +92,7 @@ class SlideClassifier:
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
                  mips=False, wta_bin_size=8,
-                 simhash_density=1.0, doph_top=32, rebuild_first=10, rebuild_growth=0.1,
+                 simhash_density=1.0, doph_top=32, rebuild_first="auto", rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
                  lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
                  predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
@@ -194,9 +194,10 @@ class SlideClassifier:
         self.data_profile_ = DataProfile.of(X, Y)
         n_batches = -(-n_trainable // p["batch_size"])
         p, self.recipe_ = recipe.resolve(p, self.data_profile_, n_batches)
+        specs = resolve_specs(p, X.shape[1], Y.shape[1])
+        p, self.recipe_ = recipe.resolve_schedule(p, specs, self.recipe_)
         if p["verbose"]:
             print(recipe.report(self.data_profile_, self.recipe_), file=sys.stderr, flush=True)
-        specs = resolve_specs(p, X.shape[1], Y.shape[1])
         max_labels = int(n_labels_per_row.max())
         max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
         n_threads = resolve_n_jobs(p["n_jobs"])
@@ -265,6 +266,8 @@ class SlideClassifier:
     def _setup(self, p, specs, Ws, bs, seed, max_labels, max_nnz, ranked):
         """Allocate every array of a model with the given settings and weights; ``ranked``: the
         label ids by decreasing training frequency (the log-uniform padding sampler's ranks)."""
+        if p["rebuild_first"] == "auto":  # fit resolves it with the recipe; a model file or a test may not
+            p, _ = recipe.resolve_schedule(p, specs, [])
         self._p = p
         self._ranked = ranked
         self._max_labels = max_labels

@@ -24,6 +24,7 @@ for each, which ``slide train`` prints and ``fit`` keeps in ``recipe_``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,6 +41,12 @@ AUTO_EPOCH_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 1200, 5, 50
 # on the data-rich sets 1,024 or 2,048 did nothing), as long as the weights and their Adam moments
 # fit in WIDE_STATE_BUDGET bytes (benchmarks/RESULTS.md section 11)
 TAIL_BIG_LABELS = 10_000
+# rebuild_first='auto': REBUILD_FIRST batches, unless one rebuild of an LSH layer costs more than
+# 1 / REBUILD_BATCHES_PER_COST of that (slide.network.rebuild_cost_batches): then the first rebuild
+# waits REBUILD_BATCHES_PER_COST rebuilds' worth of batches, so rebuilds take at most about a
+# quarter of a fit's early time (amazon-670k's output layer: a rebuild costs 10.6 batches, and
+# 10 -> 32 made a 2-epoch fit 1.46x faster at the same P@1; benchmarks/RESULTS.md section 11)
+REBUILD_FIRST, REBUILD_BATCHES_PER_COST = 10, 3
 DEFAULT_HIDDEN, TAIL_WIDE_HIDDEN = 512, 1024
 WIDE_STATE_BUDGET = 6 << 30
 
@@ -172,6 +179,29 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
     return p, out
 
 
+def resolve_schedule(params: dict, specs, choices: list[Choice]) -> tuple[dict, list[Choice]]:
+    """(params with rebuild_first decided, choices + its reason), once the layers are known."""
+    from .network import rebuild_cost_batches
+
+    p = dict(params)
+    if p["rebuild_first"] != "auto":
+        return p, choices
+    costs = [(rebuild_cost_batches(s, p["batch_size"]), l) for l, s in enumerate(specs) if s.lsh]
+    if not costs:
+        p["rebuild_first"] = REBUILD_FIRST  # no tables to rebuild: the value is never used
+        return p, choices
+    cost, l = max(costs)
+    n = max(REBUILD_FIRST, math.ceil(REBUILD_BATCHES_PER_COST * cost))
+    if n == REBUILD_FIRST:
+        why = (f"one table rebuild of layer {l} costs about {cost:.1f} batches (<= "
+               f"{REBUILD_FIRST / REBUILD_BATCHES_PER_COST:.1f}): tables follow the weights early")
+    else:
+        why = (f"one table rebuild of layer {l} ({specs[l].n_out:,} neurons) costs about {cost:.1f} batches: "
+               f"the first waits {REBUILD_BATCHES_PER_COST} rebuilds' worth")
+    p["rebuild_first"] = n
+    return p, [*choices, Choice("rebuild_first", n, why)]
+
+
 def describe(profile: DataProfile) -> str:
     """One line of the statistics the recipe looked at."""
     return (f"{profile.n_samples:,} labelled points, {profile.n_features:,} features, {profile.n_labels:,} labels "
@@ -187,4 +217,4 @@ def report(profile: DataProfile, choices: list[Choice]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DataProfile", "Choice", "resolve", "describe", "report", "auto_hidden", "state_bytes", "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT"]
+__all__ = ["DataProfile", "Choice", "resolve", "resolve_schedule", "describe", "report", "auto_hidden", "state_bytes", "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT"]
