@@ -127,6 +127,8 @@ def torch_variants():
 
 
 def run(name, variant, data, n_jobs):
+    from slide.metrics import evaluate
+
     X, Y, Xt, Yt = data
     kind, _, arg = variant.partition(":")
     if kind == "slide":
@@ -143,8 +145,6 @@ def run(name, variant, data, n_jobs):
     t = time.perf_counter()
     model.fit(X, Y)
     seconds = time.perf_counter() - t
-    from slide.metrics import evaluate
-
     top = model.predict_topk(Xt, 5)[0] if kind != "slide" else model.predict(Xt, k=5)
     res = evaluate(Yt, top, ks=(1, 5))
     return {"dataset": name, "variant": variant, "P@1": res["P@1"], "P@5": res["P@5"], "train_seconds": seconds}

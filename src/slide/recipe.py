@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import ParameterError
+from .network import rebuild_cost_batches
 
 TAIL_MEDIAN_POINTS = 10
 TAIL_MAX_LABELS_PER_POINT = 20
@@ -181,8 +182,6 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
 
 def resolve_schedule(params: dict, specs, choices: list[Choice]) -> tuple[dict, list[Choice]]:
     """(params with rebuild_first decided, choices + its reason), once the layers are known."""
-    from .network import rebuild_cost_batches
-
     p = dict(params)
     if p["rebuild_first"] != "auto":
         return p, choices
