@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     X, Y, Xt, Yt = make_extreme(20000, 100_000, 50_000, n_test=1000, random_state=0)
     t = time.perf_counter()
     clf = slide.SlideClassifier(hidden_layer_sizes=(128,), random_state=0).fit(X, Y)
-    exact_p1 = precision_at_k(Yt, clf.predict(Xt, k=1), k=1)
+    exact_p1 = precision_at_k(Yt, clf.predict_topk(Xt, k=1)[0], k=1)
     print(f"trained in {time.perf_counter() - t:.0f} s; exact P@1 {exact_p1:.4f}")
     rows = []
     base = {k: clf.get_params()[k] for k in ("center", "mips", "selection", "hashes_per_table", "bucket_bits",
@@ -51,10 +51,11 @@ def main(argv=None) -> int:
     for name, change in SETTINGS:
         clf.rehash(**{**base, **change})
         r = clf.retrieval_recall(Xt, k=10)
-        p1 = precision_at_k(Yt, clf.predict(Xt, k=1, mode="lsh"), k=1)
+        p1 = precision_at_k(Yt, clf.predict_topk(Xt, k=1, mode="lsh")[0], k=1)
         spec = clf.layer_specs_[-1]
-        row = {"setting": name, **change, "K": spec.K, "L": spec.L, "recall@10": float(r["recall@10"]),
-               "active_mean": float(r["active_mean"]), "softmax_mass": float(r["softmax_mass"]),
+        row = {"setting": name, **change, "hashes_per_table": spec.K, "n_tables": spec.L,
+               "recall@10": float(r["recall@10"]), "active_mean": float(r["active_mean"]),
+               "softmax_mass": float(r["softmax_mass"]),
                "random_recall@10": float(r["active_mean"]) / Y.shape[1], "lsh_P@1": p1}
         rows.append(row)
         print(f"{name:52s} recall@10 {row['recall@10']:.3f} (random {row['random_recall@10']:.3f})  "

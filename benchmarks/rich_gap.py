@@ -145,7 +145,7 @@ def run(name, variant, data, n_jobs):
     t = time.perf_counter()
     model.fit(X, Y)
     seconds = time.perf_counter() - t
-    top = model.predict_topk(Xt, 5)[0] if kind != "slide" else model.predict(Xt, k=5)
+    top = model.predict_topk(Xt, 5)[0] if kind != "slide" else model.predict_topk(Xt, k=5)[0]
     res = evaluate(Yt, top, ks=(1, 5))
     return {"dataset": name, "variant": variant, "P@1": res["P@1"], "P@5": res["P@5"], "train_seconds": seconds}
 

@@ -33,17 +33,24 @@ from slide.datasets import make_extreme
 from slide.metrics import evaluate
 
 
+def _nbytes(obj) -> int:
+    """Bytes of every array in a kernel-state record (arrays, lists and records of them)."""
+    if hasattr(obj, "nbytes"):
+        return int(obj.nbytes)
+    if isinstance(obj, (int, float)):
+        return 0
+    return sum(_nbytes(f) for f in obj)
+
+
 def model_bytes(clf) -> dict:
     """Bytes of the arrays a fitted model holds, by kind."""
-    net, lsh, work, grad = clf._net, clf._lsh, clf._work, clf._grad
-    size = lambda arrs: int(sum(a.nbytes for a in arrs))  # noqa: E731
+    st = clf.state_
+    net, lsh, work, grad = st.net, st.lsh, st.work, st.grad
     return {
-        "weights": size(list(net.W) + list(net.b)),
-        "optimizer_state": size(list(net.mW) + list(net.vW) + list(net.mb) + list(net.vb)),
-        "hash_tables": size(list(lsh.buckets) + list(lsh.fill)),
-        "buffers": size(list(work.act_ids) + list(work.act) + list(work.delta) + list(work.stamp)
-                        + list(work.count) + list(work.cand) + list(grad.count) + list(grad.start)
-                        + list(grad.ent_s) + list(grad.ent_k) + list(grad.g)),
+        "weights": _nbytes([net.W, net.b]),
+        "optimizer_state": _nbytes([net.mW, net.vW, net.mb, net.vb]),
+        "hash_tables": _nbytes([lsh.buckets, lsh.fill]),
+        "buffers": _nbytes(work) + _nbytes(grad),
     }
 
 
@@ -63,7 +70,7 @@ def main(argv=None) -> int:
           f"{Y.nnz / Y.shape[0]:.2f} labels/pt, {Y.shape[1]:,} labels ({gen_s:.1f} s)")
     params = dict(hidden_layer_sizes=(128,), lsh_layers="output", random_state=0, epochs=args.epochs)
     # compile (or load from cache) every kernel outside the timed runs
-    slide.SlideClassifier(**{**params, "epochs": 1}).fit(X[:512], Y[:512]).predict(Xt[:10])
+    slide.SlideClassifier(**{**params, "epochs": 1}).fit(X[:512], Y[:512]).predict_topk(Xt[:10])[0]
 
     runs = []
     for n in threads:
@@ -74,7 +81,7 @@ def main(argv=None) -> int:
         per_epoch = [h["samples_per_second"] for h in clf.history_]
         steady = statistics.median(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]
         seen = clf.history_[-1]["samples_seen"]
-        top = clf.predict(Xt, k=5)
+        top = clf.predict_topk(Xt, k=5)[0]
         spec = clf.layer_specs_[-1]
         run = {
             "n_jobs": n,
@@ -83,7 +90,7 @@ def main(argv=None) -> int:
             "fit_seconds": wall,
             "phase_us_per_sample": {k: 1e6 * v / seen for k, v in clf.timings_.items()},
             "active_mean": clf.history_[-1].get("active_mean"),
-            "output_layer": {"K": spec.K, "L": spec.L, "bucket_bits": spec.bucket_bits,
+            "output_layer": {"hashes_per_table": spec.K, "n_tables": spec.L, "bucket_bits": spec.bucket_bits,
                              "bucket_size": spec.bucket_size, "active_size": spec.active_size,
                              "min_active": spec.min_active},
             **{k: v for k, v in evaluate(Yt, top, ks=(1, 5)).items() if k in ("P@1", "P@5")},

@@ -90,14 +90,14 @@ def test_fit_returns_self_and_sets_fitted_attributes(data):
 def test_predict_shapes_and_learning(data):
     X, Y, Xt, Yt = data
     clf = small(epochs=5).fit(X, Y)
-    top = clf.predict(Xt, k=5)
+    top = clf.predict_topk(Xt, k=5)[0]
     assert top.shape == (Xt.shape[0], 5) and top.dtype == np.int64
     assert ((top >= 0) & (top < Y.shape[1])).all()
     # far above the most-frequent-label baseline
     freq = np.asarray(Y.sum(axis=0)).ravel()
     baseline = precision_at_k(Yt, np.tile(np.argsort(-freq)[:5], (Xt.shape[0], 1)), k=1)
     assert precision_at_k(Yt, top, k=1) > baseline + 0.2
-    lsh_top = clf.predict(Xt, k=5, mode="lsh")
+    lsh_top = clf.predict_topk(Xt, k=5, mode="lsh")[0]
     assert precision_at_k(Yt, lsh_top, k=1) > baseline + 0.2
 
 
@@ -113,12 +113,12 @@ def test_predict_topk_scores_match_decision_function(data):
 
 def test_same_seed_same_model_any_thread_count(data):
     X, Y, Xt, _ = data
-    a = small(n_jobs=1).fit(X, Y).predict(Xt, k=5)
-    b = small(n_jobs=1).fit(X, Y).predict(Xt, k=5)
-    c = small(n_jobs=2).fit(X, Y).predict(Xt, k=5)
+    a = small(n_jobs=1).fit(X, Y).predict_topk(Xt, k=5)[0]
+    b = small(n_jobs=1).fit(X, Y).predict_topk(Xt, k=5)[0]
+    c = small(n_jobs=2).fit(X, Y).predict_topk(Xt, k=5)[0]
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
-    d = small(random_state=1).fit(X, Y).predict(Xt, k=5)
+    d = small(random_state=1).fit(X, Y).predict_topk(Xt, k=5)[0]
     assert not np.array_equal(a, d)
 
 
@@ -128,40 +128,40 @@ def test_accepts_label_lists_dense_input_and_rows_without_labels():
     Y = [[i % 5] if i % 7 else [] for i in range(60)]  # some rows have no label: skipped
     clf = SlideClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0, n_jobs=1).fit(X, Y)
     assert clf.n_labels_ == 5
-    assert clf.predict(X, k=2).shape == (60, 2)
+    assert clf.predict_topk(X, k=2)[0].shape == (60, 2)
 
 
 def test_linear_model_without_hidden_layers(data):
     X, Y, Xt, Yt = data
     clf = small(hidden_layer_sizes=(), epochs=3).fit(X, Y)
     assert len(clf.coefs_) == 1
-    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
+    assert precision_at_k(Yt, clf.predict_topk(Xt, k=1)[0], k=1) > 0.2
 
 
 def test_errors_before_fit_and_on_wrong_shapes(data):
     X, Y, Xt, Yt = data
     with pytest.raises(NotFittedError):
-        SlideClassifier().predict(Xt)
+        SlideClassifier().predict_topk(Xt)[0]
     with pytest.raises(DataFormatError, match="rows"):
         small().fit(X, Y[:-1])
     clf = small(epochs=1).fit(X, Y)
     with pytest.raises(DataFormatError, match="features"):
-        clf.predict(sp.random(3, X.shape[1] + 1, format="csr"))
+        clf.predict_topk(sp.random(3, X.shape[1] + 1, format="csr"))[0]
     with pytest.raises(ParameterError, match="'k' argument"):
-        clf.predict(Xt, k=0)
+        clf.predict_topk(Xt, k=0)[0]
     with pytest.raises(ParameterError, match="'mode' argument"):
-        clf.predict(Xt, mode="fast")
+        clf.predict_topk(Xt, mode="fast")[0]
     # every cut-off is checked before a kernel fills k columns: eval_k=0 once corrupted the heap,
     # retrieval_recall(k=0) aborted the process
     for bad in (0, -1, "5", 2.5, True, Y.shape[1] + 1):
-        with pytest.raises(ParameterError, match=r"'k' argument of predict must be an int in \[1, "):
-            clf.predict(Xt, k=bad)
+        with pytest.raises(ParameterError, match=r"'k' argument of predict(_topk)? must be an int in \[1, "):
+            clf.predict_topk(Xt, k=bad)[0]
         with pytest.raises(ParameterError, match="'k' argument of retrieval_recall"):
             clf.retrieval_recall(Xt, k=bad)
         with pytest.raises(ParameterError, match="'eval_k' argument of fit"):
             small(epochs=1).fit(X, Y, eval_set=(Xt, Yt), eval_k=bad)
-    assert clf.predict(Xt[:2], k=np.int64(Y.shape[1])).shape == (2, Y.shape[1])
-    with pytest.raises(DataFormatError, match="non-finite"):
+    assert clf.predict_topk(Xt[:2], k=np.int64(Y.shape[1]))[0].shape == (2, Y.shape[1])
+    with pytest.raises(DataFormatError, match=r"X contains NaN in row 0, column \d+; expected finite"):
         bad = X.copy()
         bad.data[0] = np.nan
         small().fit(bad, Y)
@@ -175,8 +175,8 @@ def test_save_load_round_trip_and_corruption(data, tmp_path):
     path = tmp_path / "m.npz"
     clf.save(path)
     loaded = slide.load(path)
-    np.testing.assert_array_equal(loaded.predict(Xt, k=5), clf.predict(Xt, k=5))
-    np.testing.assert_array_equal(loaded.predict(Xt, k=5, mode="lsh"), clf.predict(Xt, k=5, mode="lsh"))
+    np.testing.assert_array_equal(loaded.predict_topk(Xt, k=5)[0], clf.predict_topk(Xt, k=5)[0])
+    np.testing.assert_array_equal(loaded.predict_topk(Xt, k=5, mode="lsh")[0], clf.predict_topk(Xt, k=5, mode="lsh")[0])
     assert loaded.get_params() == clf.get_params()
     raw = path.read_bytes()
     (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
@@ -200,10 +200,10 @@ def test_label_order_is_saved_and_older_files_load_with_their_padding(data, tmp_
     X, Y, Xt, _ = data
     clf = small(epochs=1).fit(X, Y)
     counts = np.bincount(Y.indices, minlength=Y.shape[1])
-    assert np.all(np.diff(counts[clf._ranked]) <= 0)  # by decreasing training frequency
+    assert np.all(np.diff(counts[clf.state_.label_order]) <= 0)  # by decreasing training frequency
     path = tmp_path / "m.npz"
     clf.save(path)
-    np.testing.assert_array_equal(slide.load(path)._ranked, clf._ranked)
+    np.testing.assert_array_equal(slide.load(path).state_.label_order, clf.state_.label_order)
 
     old = small(epochs=1, sample_correction=False, sampler="uniform").fit(X, Y)
     old.save(path)
@@ -215,7 +215,7 @@ def test_label_order_is_saved_and_older_files_load_with_their_padding(data, tmp_
     write_arrays(tmp_path / "old.npz", arrays, meta)
     loaded = slide.load(tmp_path / "old.npz")
     assert loaded.sampler == "uniform" and loaded.layer_specs_[-1].sampler == "uniform"
-    np.testing.assert_array_equal(loaded.predict(Xt, k=5), old.predict(Xt, k=5))
+    np.testing.assert_array_equal(loaded.predict_topk(Xt, k=5)[0], old.predict_topk(Xt, k=5)[0])
 
     arrays, meta = read_arrays(path)
     arrays["label_order"] = np.zeros_like(arrays["label_order"])
@@ -239,7 +239,7 @@ def test_corrected_padding_keeps_the_label_prior():
     for name, kw in (("plain", dict(sample_correction=False, sampler="uniform")), ("corrected", {})):
         clf = SlideClassifier(**common, **kw).fit(X, Y)
         assert clf.layer_specs_[-1].lsh
-        p1[name] = precision_at_k(Yt, clf.predict(Xt, k=1), k=1)
+        p1[name] = precision_at_k(Yt, clf.predict_topk(Xt, k=1)[0], k=1)
     assert p1["corrected"] > 0.9 and p1["corrected"] > p1["plain"] + 0.3, p1
 
 
@@ -259,14 +259,14 @@ def test_retrieval_recall_reports_sane_numbers(data):
 def test_every_hash_family_trains(data, family):
     X, Y, Xt, Yt = data
     clf = small(hash_family=family, epochs=4, wta_bin_size=4).fit(X, Y)
-    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
+    assert precision_at_k(Yt, clf.predict_topk(Xt, k=1)[0], k=1) > 0.2
 
 
 @pytest.mark.parametrize("selection", ["vanilla", "threshold"])
 def test_selection_modes_train(data, selection):
     X, Y, Xt, Yt = data
     clf = small(selection=selection, threshold=1, epochs=4).fit(X, Y)
-    assert precision_at_k(Yt, clf.predict(Xt, k=1), k=1) > 0.2
+    assert precision_at_k(Yt, clf.predict_topk(Xt, k=1)[0], k=1) > 0.2
 
 
 def test_no_scheduled_rebuild_just_before_the_final_one(data):
@@ -278,5 +278,5 @@ def test_no_scheduled_rebuild_just_before_the_final_one(data):
     due = list(range(10, n_batches + 1, 10))
     kept = [s for s in due if n_batches - s >= 5]
     assert len(kept) < len(due)  # the fixture's batch count puts one due near the end
-    assert clf._n_rebuilds == 1 + len(kept) + 1  # initial, scheduled, final
-    assert clf._schedule.count == len(due)
+    assert clf.state_.n_rebuilds == 1 + len(kept) + 1  # initial, scheduled, final
+    assert clf.state_.schedule.count == len(due)

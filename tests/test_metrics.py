@@ -349,7 +349,8 @@ P0 = np.array([[0, 1], [2, -1]])
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: M.precision_at_k(Y0.toarray(), P0), DataFormatError, "scipy.sparse"),
+        (lambda: M.precision_at_k("abc", P0), DataFormatError, "scipy.sparse"),
+        (lambda: M.precision_at_k(Y0.toarray()[None], P0), DataFormatError, "label matrix"),
         (lambda: M.precision_at_k(Y0, P0[0]), DataFormatError, "2-D"),
         (lambda: M.precision_at_k(Y0, P0.astype(float)), DataFormatError, "integer"),
         (lambda: M.precision_at_k(Y0, P0.astype(bool)), DataFormatError, "integer"),
@@ -377,7 +378,7 @@ P0 = np.array([[0, 1], [2, -1]])
         (lambda: M.psprecision_at_k(Y0, P0), DataFormatError, "at least 3 training points"),
         (lambda: M.label_propensities(Y0, A=0), ParameterError, "A must be"),
         (lambda: M.label_propensities(Y0, B=float("nan")), ParameterError, "B must be"),
-        (lambda: M.label_propensities([[1, 0]]), DataFormatError, "Y_train"),
+        (lambda: M.label_propensities("labels"), DataFormatError, "Y_train"),
         (lambda: M.MetricsAccumulator(ks=(0,)), ParameterError, ">= 1"),
         (lambda: M.MetricsAccumulator(ks="abc"), ParameterError, "'ks' argument of the metric must be an int"),
     ],
@@ -441,3 +442,27 @@ def test_property_evaluate_reference_streaming_and_bounds(case):
     # P@k is monotone-consistent: k * P@k never decreases with k
     for a, b in zip(ks, ks[1:]):
         assert a * got[f"P@{a}"] <= b * got[f"P@{b}"] + 1e-12
+
+
+def test_truth_and_predictions_in_the_forms_pyxclib_and_pecos_users_pass():
+    rng = np.random.default_rng(5)
+    Y = sp.random(60, 40, density=0.08, format="csr", random_state=rng)
+    Y.data[:] = 1
+    S = sp.random(60, 40, density=0.2, format="csr", random_state=rng)  # a score matrix, as PECOS returns
+    top = M.ids_from_scores(S, 5)
+    expected = M.evaluate(Y, top)
+    lists = [list(Y.indices[Y.indptr[i]:Y.indptr[i + 1]]) for i in range(60)]
+    for truth in (Y, Y.toarray(), lists):
+        assert M.evaluate(truth, S) == pytest.approx(expected)
+        assert M.evaluate(truth, top) == pytest.approx(expected)
+    # ids_from_scores against a plain sort of every row
+    D = S.toarray()
+    for i in range(60):
+        stored = np.flatnonzero(D[i])
+        ranked = stored[np.lexsort((stored, -D[i, stored]))][:5]
+        np.testing.assert_array_equal(top[i, :ranked.size], ranked)
+        assert (top[i, ranked.size:] == -1).all()
+    # list truth is as wide as the ids it or the predictions name: a predicted id past its last is a miss
+    assert M.precision_at_k([[0], [1]], np.array([[7], [1]])) == 0.5
+    p = M.label_propensities(Y)
+    assert M.evaluate(lists, top, propensities=p) == pytest.approx(M.evaluate(Y, top, propensities=p))

@@ -339,7 +339,7 @@ def _invalid(p):
         bad += [-1, 2**63, 1.5, True, "1"]
         bad.remove(None)
     elif k == "n_jobs":
-        bad += [0, -2, 1.5, True, "2"]
+        bad += [0, 1.5, True, "2"]
         bad.remove(None)
     return st.sampled_from(bad)
 
@@ -384,7 +384,7 @@ def test_fit_succeeds_or_names_the_bad_parameter(tiny, data):
         return
     assert not invalid, f"accepted invalid {invalid}"
     event("fitted")
-    top = clf.predict(X[:5], k=2)
+    top = clf.predict_topk(X[:5], k=2)[0]
     assert top.shape == (5, 2) and ((top >= -1) & (top < 6)).all()
 
 

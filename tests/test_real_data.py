@@ -35,7 +35,7 @@ def test_default_parameters_reach_the_precision_bar(name, p1):
     X, Y = slide.load_xmc(train)
     Xt, Yt = slide.load_xmc(test)
     clf = slide.SlideClassifier(random_state=0).fit(X, Y)
-    res = evaluate(Yt, clf.predict(Xt, k=5))
+    res = evaluate(Yt, clf.predict_topk(Xt, k=5)[0])
     print(name, {k: round(v, 4) for k, v in res.items()})
     assert res["P@1"] >= p1
     assert res["P@5"] > 0.0
@@ -50,8 +50,8 @@ def test_lsh_output_layer_on_real_data_matches_dense():
     common = dict(random_state=0, epochs=6)
     dense = slide.SlideClassifier(lsh_layers="none", **common).fit(X, Y)
     lsh = slide.SlideClassifier(lsh_layers="output", active_size=200, **common).fit(X, Y)
-    p_dense = evaluate(Yt, dense.predict(Xt, k=1), ks=(1,))["P@1"]
-    p_lsh = evaluate(Yt, lsh.predict(Xt, k=1), ks=(1,))["P@1"]
+    p_dense = evaluate(Yt, dense.predict_topk(Xt, k=1)[0], ks=(1,))["P@1"]
+    p_lsh = evaluate(Yt, lsh.predict_topk(Xt, k=1)[0], ks=(1,))["P@1"]
     print("delicious P@1 dense", p_dense, "lsh", p_lsh)
     assert p_lsh >= p_dense - 0.02
 
@@ -98,6 +98,6 @@ def test_defaults_learn_a_real_long_tail():
     clf = slide.SlideClassifier(random_state=0).fit(X, Y)
     assert clf.layer_specs_[-1].lsh and clf.data_profile_.long_tail
     assert {c.name: c.value for c in clf.recipe_}["output_init"] == "centroid"
-    res = evaluate(Yt, clf.predict(Xt, k=5))
+    res = evaluate(Yt, clf.predict_topk(Xt, k=5)[0])
     print({k: round(v, 4) for k, v in res.items()}, clf.n_iter_)
     assert res["P@1"] >= SEARCH_SLICE_P1

@@ -80,14 +80,14 @@ def sigkill(proc):
 def assert_same_model(a: SlideClassifier, b: SlideClassifier, Xt):
     """Bit-identical weights, optimiser moments and predictions."""
     for name in ("W", "b", "mW", "vW", "mb", "vb"):
-        for x, y in zip(getattr(a._net, name), getattr(b._net, name), strict=True):
+        for x, y in zip(getattr(a.state_.net, name), getattr(b.state_.net, name), strict=True):
             assert np.array_equal(x, y), name
-    for x, y in zip(a._lsh.buckets, b._lsh.buckets, strict=True):
+    for x, y in zip(a.state_.lsh.buckets, b.state_.lsh.buckets, strict=True):
         assert np.array_equal(x, y)
     la, sa = a.predict_topk(Xt, k=5)
     lb, sb = b.predict_topk(Xt, k=5)
     assert np.array_equal(la, lb) and np.array_equal(sa, sb)
-    assert np.array_equal(a.predict(Xt, k=5, mode="lsh"), b.predict(Xt, k=5, mode="lsh"))
+    assert np.array_equal(a.predict_topk(Xt, k=5, mode="lsh")[0], b.predict_topk(Xt, k=5, mode="lsh")[0])
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -158,7 +158,7 @@ def test_sigkill_during_training_then_resume_equals_uninterrupted_run(files, kil
     out = killed_copy
     ckpt = out / "checkpoint.npz"
     first = slide.load(ckpt)
-    assert 0 < first._step < 400 and first._progress is not None and not first._progress.done
+    assert 0 < first.state_.step < 400 and first.state_.progress is not None and not first.state_.progress.done
 
     # resume in a subprocess and SIGKILL that one too, once it has replaced the checkpoint
     inode = ckpt.stat().st_ino
@@ -173,7 +173,7 @@ def test_sigkill_during_training_then_resume_equals_uninterrupted_run(files, kil
     wait_for(replaced, proc, "a checkpoint of the resumed run")
     sigkill(proc)
     second = slide.load(ckpt)
-    assert second._step > first._step
+    assert second.state_.step > first.state_.step
 
     # leftover temporary files of a kill during a checkpoint write do not matter
     (out / ".checkpoint.npz.leftover.tmp").write_bytes(b"half a checkpoint")
@@ -223,7 +223,7 @@ def test_sigkill_during_save_leaves_a_loadable_model(files, tmp_path):
     b.save(tmp_path / "b.npz")
     target = tmp_path / "m.npz"
     a.save(target)  # the first good save
-    expect = {name: m.predict(X[:50], k=5) for name, m in (("a", a), ("b", b))}
+    expect = {name: m.predict_topk(X[:50], k=5)[0] for name, m in (("a", a), ("b", b))}
 
     def which(m):
         """'a' or 'b' if every weight is that model's (never a mix)."""
@@ -256,14 +256,14 @@ def test_sigkill_during_save_leaves_a_loadable_model(files, tmp_path):
             m = slide.load(target)
             name = which(m)
             seen.add(name)
-            assert np.array_equal(m.predict(X[:50], k=5), expect[name])
+            assert np.array_equal(m.predict_topk(X[:50], k=5)[0], expect[name])
     finally:
         helper.stdin.close()
         helper.wait(timeout=WAIT_S)
     assert mid_write >= 1, "no kill landed during a write"
     # left-over temporary files break neither loading nor the next save
     a.save(target)
-    assert np.array_equal(slide.load(target).predict(X[:50], k=5), expect["a"])
+    assert np.array_equal(slide.load(target).predict_topk(X[:50], k=5)[0], expect["a"])
 
 
 def test_corrupted_or_truncated_model_file_names_the_problem(model, tmp_path):
@@ -291,7 +291,7 @@ import slide
 m = slide.load(sys.argv[1])
 X, _ = slide.load_xmc(sys.argv[2])
 labels, scores = m.predict_topk(X, k=5)
-np.savez(sys.argv[3], labels=labels, scores=scores, lsh=m.predict(X, k=5, mode="lsh"),
+np.savez(sys.argv[3], labels=labels, scores=scores, lsh=m.predict_topk(X, k=5, mode="lsh")[0],
          logits=m.decision_function(X[:10]))
 """
 
@@ -307,7 +307,7 @@ def test_fresh_process_predicts_exactly_like_the_training_process(model, files, 
     with np.load(tmp_path / "p.npz") as got:
         assert np.array_equal(got["labels"], labels)
         assert np.array_equal(got["scores"], scores)
-        assert np.array_equal(got["lsh"], model.predict(Xt, k=5, mode="lsh"))
+        assert np.array_equal(got["lsh"], model.predict_topk(Xt, k=5, mode="lsh")[0])
         assert np.array_equal(got["logits"], model.decision_function(Xt[:10]))
 
 
@@ -340,7 +340,7 @@ def test_divergence_names_the_batch_and_keeps_the_last_good_checkpoint(files, tm
     assert path == str(ckpt) and good == step - 1 == batch - 1 >= 1
     assert sha(ckpt) == seen[good]  # the file written after the last good step, byte for byte
     last = slide.load(ckpt)  # and it is a loadable, finite checkpoint
-    assert last._step == good and all(np.isfinite(w).all() for w in last.coefs_)
+    assert last.state_.step == good and all(np.isfinite(w).all() for w in last.coefs_)
 
     # without a checkpoint the message says so
     with pytest.raises(TrainingError, match=r"batch \d+ \(step \d+\); no checkpoint was written"):
@@ -359,7 +359,7 @@ def test_non_finite_weight_stops_before_overwriting_the_checkpoint_and_resume_re
     def poison(rec):
         if rec["step"] == 14:
             state["sha"] = sha(ckpt)  # written at step 10
-            clf._net.W[0][-1, :] = np.nan
+            clf.state_.net.W[0][-1, :] = np.nan
 
     clf = small()
     with pytest.raises(TrainingError) as e:
@@ -389,7 +389,7 @@ def test_checkpoint_problems_surface_before_training(files, tmp_path):
 
     def poison(rec):
         if rec["step"] == 3:
-            clf._net.W[0][-1, :] = np.nan
+            clf.state_.net.W[0][-1, :] = np.nan
 
     with pytest.raises(TrainingError, match=r"batch 10 \(step 10\); no checkpoint was written\.") as e:
         clf.fit(X, Y, checkpoint_path=ckpt, checkpoint_every=10, batch_callback=poison, batch_callback_every=1)
@@ -414,7 +414,7 @@ def test_too_big_configuration_is_refused_before_allocating(files):
     assert re.search(rf"needs about {re.escape(need)} \(weights .*TiB.*\) but only .* of memory is available",
                      str(e.value)), str(e.value)
     with pytest.raises(NotFittedError):
-        clf.predict(X[:1])
+        clf.predict_topk(X[:1])[0]
 
 
 def test_memory_guard_uses_the_available_memory(files, monkeypatch):

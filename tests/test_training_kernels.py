@@ -16,6 +16,7 @@ from slide.config import validate_params
 from slide.data_checks import check_X, check_Y
 from slide.kernels import train as K
 from slide.network import init_weights, label_order, resolve_specs
+from slide.state import TrainState
 from slide.training import optimizer_step
 
 
@@ -41,30 +42,29 @@ def _setup(X, Y, n_threads=1, **params):
     Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
     rng = np.random.default_rng(1)
     bs = [rng.normal(0, 0.1, b.shape).astype(np.float32) for b in bs]
-    clf._setup(p, specs, Ws, bs, 0, int(np.diff(Y.indptr).max()), int(np.diff(X.indptr).max()),
-               label_order(Y, Y.shape[1]))
-    clf.timings_ = {"rebuild": 0.0}
-    clf._rebuild_all(initial=True)
-    return clf, p
+    state = TrainState.build(p, specs, Ws, bs, seed=0, label_order=label_order(Y, Y.shape[1]),
+                             max_labels=int(np.diff(Y.indptr).max()), max_nnz=int(np.diff(X.indptr).max()))
+    state.rebuild_tables(initial=True)
+    return state, p
 
 
 def _run_batch(clf, p, X, Y, rows, n_threads=1):
     losses = np.zeros(n_threads)
     timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
-    K.train_batch(clf._net, clf._lsh, clf._work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows,
+    K.train_batch(clf.net, clf.lsh, clf.work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows,
                   np.uint64(7), 0, n_threads, losses, timers)
     snapshot = {
-        "x_idx": clf._work.x_idx.copy(),
-        "x_val": clf._work.x_val.copy(),
-        "x_n": clf._work.x_n.copy(),
-        "ids": [a.copy() for a in clf._work.act_ids],
-        "n_active": clf._work.n_active.copy(),
-        "n_head": clf._work.n_head.copy(),
-        "pad_tries": clf._work.pad_tries.copy(),
-        "act": [a.copy() for a in clf._work.act],
-        "delta": [a.copy() for a in clf._work.delta],
+        "x_idx": clf.work.x_idx.copy(),
+        "x_val": clf.work.x_val.copy(),
+        "x_n": clf.work.x_n.copy(),
+        "ids": [a.copy() for a in clf.work.act_ids],
+        "n_active": clf.work.n_active.copy(),
+        "n_head": clf.work.n_head.copy(),
+        "pad_tries": clf.work.pad_tries.copy(),
+        "act": [a.copy() for a in clf.work.act],
+        "delta": [a.copy() for a in clf.work.delta],
     }
-    clf._step = 0
+    clf.step = 0
     optimizer_step(clf, p, rows.size)
     return losses.sum(), snapshot
 
@@ -174,12 +174,12 @@ CASES = [
 def test_batch_matches_numpy_reference(params, optimizer):
     X, Y = _problem()
     clf, p = _setup(X, Y, optimizer=optimizer, learning_rate=0.01, batch_size=8, **params)
-    specs = clf.layer_specs_
-    W0 = [w.copy() for w in clf._net.W]
-    b0 = [v.copy() for v in clf._net.b]
+    specs = clf.specs
+    W0 = [w.copy() for w in clf.net.W]
+    b0 = [v.copy() for v in clf.net.b]
     rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
     loss, snap = _run_batch(clf, p, X, Y, rows)
-    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap, ranked=clf._ranked)
+    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap, ranked=clf.label_order)
     assert loss == pytest.approx(ref_loss, rel=1e-4)
     if specs[-1].sample_correction:  # the case pads: some samples have corrected positions
         assert np.any(snap["n_active"][:, -1] > snap["n_head"][:, -1])
@@ -203,13 +203,13 @@ def test_batch_matches_numpy_reference(params, optimizer):
         else:
             exp_W = W0[l] - lr * gW[l]
             exp_b = b0[l] - lr * gb[l]
-        np.testing.assert_allclose(clf._net.W[l], exp_W, rtol=2e-4, atol=2e-6, err_msg=f"weights of layer {l}")
-        np.testing.assert_allclose(clf._net.b[l], exp_b, rtol=2e-4, atol=2e-6, err_msg=f"biases of layer {l}")
+        np.testing.assert_allclose(clf.net.W[l], exp_W, rtol=2e-4, atol=2e-6, err_msg=f"weights of layer {l}")
+        np.testing.assert_allclose(clf.net.b[l], exp_b, rtol=2e-4, atol=2e-6, err_msg=f"biases of layer {l}")
         # rows nobody touched are bit-for-bit unchanged (lazy updates)
         untouched = np.setdiff1d(np.arange(W0[l].shape[0]), sorted(t_rows[l]))
-        np.testing.assert_array_equal(clf._net.W[l][untouched], W0[l][untouched])
+        np.testing.assert_array_equal(clf.net.W[l][untouched], W0[l][untouched])
         if optimizer == "adam":
-            m = clf._net.mW[l]
+            m = clf.net.mW[l]
             np.testing.assert_allclose(m[sorted(t_rows[l])], 0.1 * gW[l][sorted(t_rows[l])], rtol=2e-4, atol=1e-7)
             assert not m[untouched].any()
 
@@ -220,9 +220,9 @@ def test_dropout_and_input_dropout_match_reference(lsh_layers):
     rate = 0.3
     clf, p = _setup(X, Y, optimizer="sgd", learning_rate=0.01, batch_size=8, hidden_layer_sizes=(16, 12),
                     lsh_layers=lsh_layers, active_size=10, n_tables=4, dropout=rate, input_dropout=0.4)
-    specs = clf.layer_specs_
-    W0 = [w.copy() for w in clf._net.W]
-    b0 = [v.copy() for v in clf._net.b]
+    specs = clf.specs
+    W0 = [w.copy() for w in clf.net.W]
+    b0 = [v.copy() for v in clf.net.b]
     rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
     loss, snap = _run_batch(clf, p, X, Y, rows)
     # input dropout kept some but not all non-zeros, scaled by 1 / (1 - 0.4)
@@ -232,11 +232,11 @@ def test_dropout_and_input_dropout_match_reference(lsh_layers):
         row = X[r].toarray().ravel()
         got_i = snap["x_idx"][s][: snap["x_n"][s]]
         np.testing.assert_allclose(snap["x_val"][s][: snap["x_n"][s]], row[got_i] / 0.6, rtol=1e-6)
-    ref_loss, _, _, gW, gb, _, _ = _reference(W0, b0, specs, X, Y, rows, snap, dropout=rate, ranked=clf._ranked)
+    ref_loss, _, _, gW, gb, _, _ = _reference(W0, b0, specs, X, Y, rows, snap, dropout=rate, ranked=clf.label_order)
     assert loss == pytest.approx(ref_loss, rel=1e-4)
     for l in range(len(specs)):
-        np.testing.assert_allclose(clf._net.W[l], W0[l] - 0.01 * gW[l], rtol=2e-4, atol=2e-6)
-        np.testing.assert_allclose(clf._net.b[l], b0[l] - 0.01 * gb[l], rtol=2e-4, atol=2e-6)
+        np.testing.assert_allclose(clf.net.W[l], W0[l] - 0.01 * gW[l], rtol=2e-4, atol=2e-6)
+        np.testing.assert_allclose(clf.net.b[l], b0[l] - 0.01 * gb[l], rtol=2e-4, atol=2e-6)
 
 
 def test_gradients_with_every_neuron_active_match_finite_differences():
@@ -245,11 +245,11 @@ def test_gradients_with_every_neuron_active_match_finite_differences():
     X, Y = _problem(n=6, d=12, n_labels=7)
     clf, p = _setup(X, Y, optimizer="sgd", learning_rate=1.0, batch_size=6, hidden_layer_sizes=(5, 4),
                     lsh_layers="none")
-    W0 = [w.astype(np.float64) for w in clf._net.W]
-    b0 = [v.astype(np.float64) for v in clf._net.b]
+    W0 = [w.astype(np.float64) for w in clf.net.W]
+    b0 = [v.astype(np.float64) for v in clf.net.b]
     rows = np.arange(6, dtype=np.int64)
     _run_batch(clf, p, X, Y, rows)
-    grads = [W0[l] - clf._net.W[l] for l in range(len(W0))]  # SGD with lr 1: the gradient
+    grads = [W0[l] - clf.net.W[l] for l in range(len(W0))]  # SGD with lr 1: the gradient
 
     def loss_of(Ws):
         total = 0.0

@@ -8,12 +8,14 @@ Public names: :class:`SlideClassifier`, the data readers/writers (:func:`load_xm
 from . import _numba_cache  # noqa: F401  (first: sets the compiled-kernel cache folder)
 from .errors import DataFormatError, NotFittedError, ParameterError, SlideError, TrainingError
 from .estimator import SlideClassifier, load
+from .scoring import precision_scorer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SlideClassifier",
     "load",
+    "precision_scorer",
     "SlideError",
     "DataFormatError",
     "ParameterError",

@@ -30,13 +30,26 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+_FRESH = False  # whether this process found the cache folder empty (kernels will compile)
+
+
+def first_use() -> bool:
+    """True the first time it is asked in a process that found no compiled kernels cached:
+    the next fit compiles them (about a minute, once per install)."""
+    global _FRESH
+    fresh, _FRESH = _FRESH, False
+    return fresh
+
+
 def configure() -> None:
+    global _FRESH
     import numba
 
     base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "slide", "numba")
     try:
         folder = Path(base) / source_hash()
+        _FRESH = not folder.is_dir() or not any(folder.iterdir())
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK):
             return

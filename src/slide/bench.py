@@ -161,7 +161,7 @@ def run_method(spec: dict) -> list[dict]:
                  samples_per_second=rec["samples_seen"] / max(rec["train_seconds"], 1e-9),
                  peak_rss_bytes=_peak_rss_bytes(), final=final)
         if evaluating:
-            top = clf.predict(Xe, k=5)
+            top = clf.predict_topk(Xe, k=5)[0]
             m = evaluate(Ye, top, ks=(1, 5))
             r.update({"P@1": m["P@1"], "P@5": m["P@5"]})
         records.append(r)

@@ -14,12 +14,14 @@ import os
 import platform
 import sys
 import time
+import tempfile
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .config import PARAM_BY_NAME, PARAMS, validate_value
+from .config import PARAM_BY_NAME, PARAMS, allowed, validate_value
 from .errors import DataFormatError, ParameterError, SlideError
 
 BUILTIN = dict(n_samples=20000, n_features=100_000, n_labels=50_000, n_test=2000, random_state=0)
@@ -70,8 +72,8 @@ def _add_param_flags(ap: argparse.ArgumentParser) -> None:
         if "_" in p.name:
             names.append(f"--{p.name.replace('_', '-')}")
         default = p.default if not isinstance(p.default, tuple) else ",".join(map(str, p.default))
-        groups[p.group].add_argument(*names, dest=p.name, default=None, metavar="V",
-                                     help=f"{p.help} (default: {default})")
+        text = f"{p.help}; {allowed(p)} (default: {default})".replace("%", "%%")
+        groups[p.group].add_argument(*names, dest=p.name, default=None, metavar="V", help=text)
 
 
 def _params_from(args, config: dict) -> dict:
@@ -108,27 +110,72 @@ def _read_config(path):
 
 
 # ----------------------------------------------------------------------------- data
+STDIN = "-"
+
+
 def _load(path, fmt="auto", skip_bad_lines=False):
     from .data import load_libsvm, load_xmc
 
-    if fmt == "auto":
-        fmt = _sniff(path)
-    loader = load_xmc if fmt == "xmc" else load_libsvm
-    X, Y, skipped = loader(path, skip_bad_lines=skip_bad_lines, return_skipped=True)
+    with _readable(path) as (local, shown):
+        try:
+            if fmt == "auto":
+                fmt = _sniff(local, shown)
+            loader = load_xmc if fmt == "xmc" else load_libsvm
+            X, Y, skipped = loader(local, skip_bad_lines=skip_bad_lines, return_skipped=True)
+        except DataFormatError as e:
+            if local == shown:
+                raise
+            raise _renamed(e, local, shown) from None
     if skipped:
-        print(f"{path}: skipped {skipped:,} bad lines", file=sys.stderr)
+        print(f"{shown}: skipped {skipped:,} bad lines", file=sys.stderr)
     return X, Y
 
 
-def _sniff(path) -> str:
+@contextmanager
+def _readable(path):
+    """(a path the loaders may open more than once, the name to show for it). Standard input
+    ('-') and other streams (/dev/stdin, a named pipe) are copied to a temporary file first: the
+    format sniff, the parse and an error's re-read of a bad line each open the input, and on a
+    stream the second open began where the first one's buffer ended, dropping those rows."""
+    if path == STDIN:
+        source, shown = sys.stdin.buffer, "<stdin>"
+    else:
+        p = Path(path)
+        if not p.exists() or p.is_dir() or p.is_file():  # the loaders report a missing path or a folder
+            yield str(path), str(path)
+            return
+        try:
+            source, shown = open(p, "rb"), str(path)
+        except OSError as e:
+            raise DataFormatError(f"cannot open ({e.strerror or e}).", path=str(path)) from None
+    fd, tmp = tempfile.mkstemp(prefix="slide-input-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            while block := source.read(1 << 20):
+                f.write(block)
+        if source is not sys.stdin.buffer:
+            source.close()
+        yield tmp, shown
+    finally:
+        os.unlink(tmp)
+
+
+def _renamed(e: DataFormatError, local: str, shown: str) -> DataFormatError:
+    """The same error, naming the input as the user gave it rather than its temporary copy."""
+    out = DataFormatError(str(e).replace(local, shown))
+    out.path, out.line = shown, e.line
+    return out
+
+
+def _sniff(path, shown) -> str:
     """'xmc' if the first line is a 'N D L' header, else 'libsvm'."""
     import gzip
 
     p = Path(path)
     if not p.exists():
-        raise DataFormatError(f"data file {path} does not exist.")
+        raise DataFormatError(f"data file {shown} does not exist.")
     if p.is_dir():
-        raise DataFormatError(f"{path} is a folder; expected a data file.")
+        raise DataFormatError(f"{shown} is a folder; expected a data file.")
     with open(p, "rb") as f:
         magic = f.read(2)
     try:
@@ -136,7 +183,7 @@ def _sniff(path) -> str:
         with opener(p, "rb") as f:
             first = f.readline(4096)
     except (OSError, EOFError) as e:
-        raise DataFormatError(f"{path}: cannot read ({e}).") from None
+        raise DataFormatError(f"{shown}: cannot read ({e}).") from None
     parts = first.split()
     if len(parts) == 3 and all(x.isdigit() for x in parts):
         return "xmc"
@@ -198,8 +245,8 @@ def cmd_train(args) -> int:
         if args.train is not None:
             run["train"] = args.train  # same data moved elsewhere: checked against the checkpoint
         clf = load(ckpt)
-        print(f"Resuming {out} from epoch {clf._progress.epoch + 1}, batch {clf._progress.batch} "
-              f"(step {clf._step})", file=sys.stderr)
+        print(f"Resuming {out} from epoch {clf.state_.progress.epoch + 1}, batch {clf.state_.progress.batch} "
+              f"(step {clf.state_.step})", file=sys.stderr)
     else:
         config = _read_config(args.config)
         params = _params_from(args, config)
@@ -209,6 +256,9 @@ def cmd_train(args) -> int:
                "checkpoint_every": args.checkpoint_every}
         for key in ("train", "test"):
             run[key] = None if run[key] is None else str(run[key])
+        if run["train"] == STDIN and run["test"] == STDIN:
+            raise ParameterError("slide train: standard input ('-') can be the training file or the --test file, "
+                                 "not both.")
         if run["max_eval"] is not None and run["max_eval"] < 1:
             # 0 failed only after the first epoch ("no rows to evaluate"); -3 silently dropped 3 points
             raise ParameterError(f"--max_eval must be a positive number of test points. Got {run['max_eval']} instead.")
@@ -238,16 +288,21 @@ def cmd_train(args) -> int:
         text = "".join(json.dumps(r) + "\n" for r in clf.history_)
         atomic_write(log_path, lambda f: f.write(text.encode()))
 
-    fit_kw = dict(eval_set=None if Xte is None else (Xte, Yte), eval_k=5, callback=on_epoch,
+    k = min(5, Ytr.shape[1])  # P@1, P@3, P@5 where there are that many labels
+    ks = tuple(c for c in (1, 3, 5) if c <= k)
+    fit_kw = dict(eval_set=None if Xte is None else (Xte, Yte), eval_k=k, callback=on_epoch,
                   checkpoint_path=ckpt_path, checkpoint_every=every)
     if args.resume is not None:
         clf.resume(Xtr, Ytr, **fit_kw)
     else:
         clf.fit(Xtr, Ytr, **fit_kw)
+    clf.save(out / "model.npz")  # first: whatever fails after training, the trained model is kept
+    if ckpt_path is not None and ckpt_path.exists() and clf.state_.progress is None:
+        ckpt_path.unlink()  # the run is complete: model.npz supersedes the checkpoint
     metrics = {}
     if Xte is not None:
-        top = clf.predict(Xte, k=5)
-        metrics = evaluate(Yte, top, ks=(1, 3, 5), propensities=label_propensities(Ytr) if Ytr.shape[0] >= 3 else None)
+        top = clf.predict_topk(Xte, k=k)[0]
+        metrics = evaluate(Yte, top, ks=ks, propensities=label_propensities(Ytr) if Ytr.shape[0] >= 3 else None)
     total_train = sum(r["epoch_seconds"] for r in clf.history_)
     n_seen = clf.history_[-1]["samples_seen"] if clf.history_ else 0
     result = {
@@ -264,20 +319,23 @@ def cmd_train(args) -> int:
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
         "recipe": {c.name: {"value": c.value, "reason": c.reason} for c in clf.recipe_},
         "data_profile": clf.data_profile_.to_dict() if clf.data_profile_ is not None else None,
-        "layers": [{"n_in": s.n_in, "n_out": s.n_out, "lsh": s.lsh, **({"K": s.K, "L": s.L, "bucket_bits": s.bucket_bits,
-                    "bucket_size": s.bucket_size, "active_size": s.active_size, "min_active": s.min_active}
-                                                                 if s.lsh else {})}
-                   for s in clf.layer_specs_],
+        "layers": [_layer_record(s) for s in clf.layer_specs_],
         "dataset": dataset,
         "machine": _machine(),
     }
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
-    clf.save(out / "model.npz")
-    if ckpt_path is not None and ckpt_path.exists() and clf._progress is None:
-        ckpt_path.unlink()  # the run is complete: model.npz supersedes the checkpoint
     print(_summary(result), file=sys.stdout)
     print(f"wrote {out / 'metrics.json'}, {log_path} and {out / 'model.npz'}", file=sys.stderr)
     return 0
+
+
+def _layer_record(s) -> dict:
+    """A layer's resolved settings for metrics.json, under the parameters' own names."""
+    rec = {"n_in": s.n_in, "n_out": s.n_out, "lsh": s.lsh}
+    if s.lsh:
+        rec.update(hashes_per_table=s.K, n_tables=s.L, bucket_bits=s.bucket_bits, bucket_size=s.bucket_size,
+                   active_size=s.active_size, min_active=s.min_active)
+    return rec
 
 
 def _every(text):
@@ -313,23 +371,35 @@ def _summary(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _load_model(path):
+def _load_model(args):
+    """The model of a predict/evaluate command, on the threads --n_jobs asks for."""
     from . import load
 
-    return load(path)
+    clf = load(args.model)
+    if args.n_jobs is not None:
+        p = PARAM_BY_NAME["n_jobs"]
+        clf.set_params(n_jobs=validate_value(p, _parse_flag(p, args.n_jobs), owner=f"slide {args.command} (flag "
+                                                                                     "--n_jobs)"))
+    return clf
+
+
+def _k(args, clf) -> int:
+    """--k, or 5 (all labels of a model with fewer); predict_topk checks a given one."""
+    return min(5, clf.n_labels_) if args.k is None else args.k
 
 
 def cmd_evaluate(args) -> int:
     from .metrics import evaluate
 
-    clf = _load_model(args.model)
+    clf = _load_model(args)
     X, Y = _load(args.test, args.format, args.skip_bad_lines)
     if Y.shape[1] != clf.n_labels_:
         raise DataFormatError(f"{args.test}: has {Y.shape[1]} labels, but the model was trained with {clf.n_labels_}.")
+    k = _k(args, clf)
     t0 = time.perf_counter()
-    top = clf.predict(X, k=args.k, mode=args.predict_mode)
+    top = clf.predict_topk(X, k=k, mode=args.predict_mode)[0]
     sec = time.perf_counter() - t0
-    res = evaluate(Y, top, ks=tuple(k for k in (1, 3, 5) if k <= args.k) or (args.k,))
+    res = evaluate(Y, top, ks=tuple(c for c in (1, 3, 5) if c <= k) or (k,))
     res["predict_seconds"] = sec
     res["n_test"] = int(X.shape[0])
     text = json.dumps(res, indent=2)
@@ -342,9 +412,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    clf = _load_model(args.model)
+    clf = _load_model(args)
     X, _ = _load(args.input, args.format, args.skip_bad_lines)
-    labels, scores = clf.predict_topk(X, k=args.k, mode=args.predict_mode)
+    labels, scores = clf.predict_topk(X, k=_k(args, clf), mode=args.predict_mode)
     rows = []
     for i in range(labels.shape[0]):
         ok = labels[i] >= 0
@@ -362,18 +432,51 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _add_predict_flags(ap: argparse.ArgumentParser) -> None:
+    """The flags evaluate and predict share."""
+    ap.add_argument("--k", type=int, default=None,
+                    help="labels per point, an int in [1, the model's labels] (default: 5, or all labels if fewer)")
+    ap.add_argument("--predict_mode", "--predict-mode", choices=("exact", "lsh"), default=None,
+                    help="'exact': score every label; 'lsh': only the labels the hash tables retrieve "
+                         "(default: the model's predict_mode)")
+    ap.add_argument("--n_jobs", "--n-jobs", default=None, metavar="V",
+                    help=f"threads: {allowed(PARAM_BY_NAME['n_jobs'])} (default: the model's n_jobs)")
+    ap.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto",
+                    help="input format (default auto: 'xmc' if the first line is an 'N D L' header)")
+    ap.add_argument("--out", help="write here instead of standard output" if ap.prog.endswith("predict")
+                    else "also write the metrics JSON here")
+    ap.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true",
+                    help="drop malformed lines (and report how many) instead of stopping")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    try:
+        return version("slide")
+    except PackageNotFoundError:  # run from a source tree
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="slide", description="LSH-sparse training of extreme classifiers on CPUs (SLIDE).")
-    sub = ap.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train a model (no TRAIN file: a built-in generated task)",
+    ap = argparse.ArgumentParser(prog="slide", allow_abbrev=False,
+                                 description="LSH-sparse training of extreme classifiers on CPUs (SLIDE).")
+    ap.add_argument("--version", action="version", version=f"slide {_version()}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_file = "XMC ('N D L' header line) or LIBSVM text, plain or .gz; '-' reads standard input"
+    tr = sub.add_parser("train", allow_abbrev=False, help="train a model (no TRAIN file: a built-in generated task)",
                         description="Train on TRAIN (XMC or LIBSVM text, .gz ok), evaluate on TEST after every "
                                     "epoch, write DIR/metrics.json, DIR/log.jsonl and DIR/model.npz.")
-    tr.add_argument("train", nargs="?", help="training file (omit for the built-in generated task)")
-    tr.add_argument("--test", help="test file, evaluated after every epoch")
+    tr.add_argument("train", nargs="?", help=f"training file: {data_file} (omit for the built-in generated task)")
+    tr.add_argument("--test", help=f"test file, evaluated after every epoch: {data_file}")
     tr.add_argument("--out", help="output folder (default: slide-run)")
     tr.add_argument("--config", help="TOML file of parameters (keys as the flags below, plus train/test/out)")
-    tr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto", help="input format")
-    tr.add_argument("--max_eval", "--max-eval", type=int, default=None, help="evaluate on the first N test points only")
+    tr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto",
+                    help="input format (default auto: 'xmc' if the first line is an 'N D L' header)")
+    tr.add_argument("--max_eval", "--max-eval", type=int, default=None,
+                    help="evaluate on the first N test points only (N >= 1)")
     tr.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true",
                     help="drop malformed lines of the data files (and report how many) instead of stopping")
     tr.add_argument("--checkpoint_every", "--checkpoint-every", default=None, metavar="N|10m",
@@ -383,15 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dry_run", "--dry-run", action="store_true",
                     help="load the data, print the memory the training arrays need and what is available, stop")
     _add_param_flags(tr)
-    ev = sub.add_parser("evaluate", help="P@k / nDCG@k of a saved model on a labelled file")
-    ev.add_argument("model")
-    ev.add_argument("test")
-    ev.add_argument("--k", type=int, default=5)
-    ev.add_argument("--predict_mode", "--predict-mode", choices=("exact", "lsh"), default=None)
-    ev.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto")
-    ev.add_argument("--out", help="also write the metrics JSON here")
-    ev.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true", help="drop malformed lines")
-    be = sub.add_parser("bench", help="SLIDE vs dense / sampled-softmax baselines: P@1 against time",
+    ev = sub.add_parser("evaluate", allow_abbrev=False, help="P@k / nDCG@k of a saved model on a labelled file",
+                        description="Evaluate MODEL on the labelled file TEST; print the metrics as JSON.")
+    ev.add_argument("model", help="a model file written by slide train or SlideClassifier.save (model.npz)")
+    ev.add_argument("test", help=f"labelled file: {data_file}")
+    _add_predict_flags(ev)
+    be = sub.add_parser("bench", allow_abbrev=False,
+                        help="SLIDE vs dense / sampled-softmax baselines: P@1 against time",
                         description="Train SLIDE and baselines on the same data, threads and network; evaluate "
                                     "every --eval_every training seconds on a fixed test subset; write "
                                     "OUT/bench.json and OUT/bench.png. Baselines need 'slide[torch]'. "
@@ -422,15 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--config", help="TOML file of model parameters")
     be.add_argument("--out", default="bench", help="output folder (default: bench)")
     _add_param_flags(be)
-    pr = sub.add_parser("predict", help="top-k labels of every point of a file")
-    pr.add_argument("model")
-    pr.add_argument("input")
-    pr.add_argument("--k", type=int, default=5)
+    pr = sub.add_parser("predict", allow_abbrev=False, help="top-k labels of every point of a file",
+                        description="Write the top-k label ids of every point of INPUT, one line per point, best "
+                                    "first.")
+    pr.add_argument("model", help="a model file written by slide train or SlideClassifier.save (model.npz)")
+    pr.add_argument("input", help=f"points to label: {data_file} (labels in it are ignored)")
     pr.add_argument("--scores", action="store_true", help="write label:logit pairs")
-    pr.add_argument("--predict_mode", "--predict-mode", choices=("exact", "lsh"), default=None)
-    pr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto")
-    pr.add_argument("--out", help="write here instead of standard output")
-    pr.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true", help="drop malformed lines")
+    _add_predict_flags(pr)
     return ap
 
 

@@ -125,8 +125,9 @@ PARAMS: tuple[Param, ...] = (
     _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=1e-30, high=1),
     _p("predict_mode", "exact", "choice", "'exact' (every output neuron) or 'lsh' (active set only)",
        choices=("exact", "lsh")),
-    _p("n_jobs", None, "n_jobs", "threads (None or -1: all cores; 1: deterministic)"),
-    _p("random_state", None, "seed", "seed of every random choice (None: fresh entropy)"),
+    _p("n_jobs", None, "n_jobs", "threads (None or -1: all cores, -2: all but one, as joblib)"),
+    _p("random_state", None, "seed", "seed of every random choice (None: fresh entropy; the API also takes "
+       "a numpy RandomState or Generator)"),
     _p("verbose", 0, "int", "0 silent, 1 progress bar and per-epoch lines", low=0, high=10),
 )
 
@@ -160,6 +161,31 @@ def _check_number(owner, p, value, kind):
     return v
 
 
+def allowed(p: Param) -> str:
+    """What parameter ``p`` accepts, in words (error messages and ``slide train --help``)."""
+    k = p.kind
+    if k in ("int", "float"):
+        return f"{'an int' if k == 'int' else 'a float'} in {_range_text(p, k)}"
+    if k in ("int_auto", "float_auto"):
+        return f"'auto' or {'an int' if k == 'int_auto' else 'a float'} in {_range_text(p, k[:-5])}"
+    if k == "bool":
+        return "a bool"
+    if k == "choice":
+        return "one of " + ", ".join(repr(c) for c in p.choices)
+    if k == "size_auto":
+        return ("'auto', a positive int (neurons) or a float in (0, 1) (fraction)" if p.name != "min_active"
+                else "'auto', an int >= 0 (neurons) or a float in [0, 1) (fraction)")
+    if k == "sizes":
+        return f"'auto' or a tuple of ints in [1, {int(p.high)}] (possibly empty)"
+    if k == "layers":
+        return "'auto', 'output', 'all', 'none' or a tuple of layer numbers >= 0"
+    if k == "seed":
+        return "None or an int in [0, 2**63)"
+    if k == "n_jobs":
+        return "None, a positive int, or a negative int as joblib reads it (-1 all cores, -2 all but one)"
+    raise AssertionError(k)
+
+
 def validate_value(p: Param, value, owner: str = "SlideClassifier"):
     """Checked (and normalised) value of parameter ``p``; raises ParameterError otherwise."""
     k = p.kind
@@ -175,20 +201,18 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
     if k == "choice":
         if is_str and value in p.choices:
             return value
-        _fail(owner, p, "one of " + ", ".join(repr(c) for c in p.choices), value)
+        _fail(owner, p, allowed(p), value)
     if k in ("int_auto", "float_auto"):
         if is_str and value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            kind = "an int" if k == "int_auto" else "a float"
-            _fail(owner, p, f"'auto' or {kind} in {_range_text(p, k[:-5])}", value)
+            _fail(owner, p, allowed(p), value)
         return _check_number(owner, p, value, k[:-5])
     if k == "size_auto":
         if is_str and value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-            _fail(owner, p, "'auto', a positive int (neurons) or a float in (0, 1) (fraction)"
-                  if p.name != "min_active" else "'auto', an int >= 0 (neurons) or a float in [0, 1) (fraction)", value)
+            _fail(owner, p, allowed(p), value)
         if value < 0 or (p.low_open and value == 0) or (value >= 1 and not float(value).is_integer()):
             _fail(owner, p, "a positive int (neurons) or a float in (0, 1) (fraction)", value)
         return int(value) if value >= 1 or value == 0 else float(value)
@@ -220,21 +244,22 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < 2**63):
-            _fail(owner, p, "None or an int in [0, 2**63)", value)
+            _fail(owner, p, allowed(p), value)
         return int(value)
     if k == "n_jobs":
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value == 0 or value < -1:
-            _fail(owner, p, "None, -1 (all cores) or an int >= 1", value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value == 0:
+            _fail(owner, p, allowed(p), value)
         return int(value)
     raise AssertionError(k)
 
 
 def validate_params(params: dict, owner: str = "SlideClassifier") -> dict:
-    """Validate a full parameter dict (unknown names are an error, listing the known ones)."""
+    """Validate a parameter dict in the table's order (unknown names are an error, listing the known ones)."""
     unknown = sorted(set(params) - set(PARAM_BY_NAME))
     if unknown:
         raise ParameterError(f"Unknown parameter(s) of {owner}: {', '.join(unknown)}. "
                              f"Known: {', '.join(p.name for p in PARAMS)}.")
-    return {name: validate_value(PARAM_BY_NAME[name], value, owner) for name, value in params.items()}
+    # in table order, whatever the dict's (get_params sorts by name): the first bad one is named
+    return {p.name: validate_value(p, params[p.name], owner) for p in PARAMS if p.name in params}

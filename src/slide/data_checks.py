@@ -11,24 +11,31 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import DataFormatError, ParameterError
+from .errors import DataFormatError, DataTypeError, ParameterError
 
 
-def _as_csr(A, name: str) -> sp.csr_matrix:
-    if sp.issparse(A):
-        return sp.csr_matrix(A)
-    if isinstance(A, np.ndarray) or (isinstance(A, (list, tuple)) and len(A) and not isinstance(A[0], (list, tuple, np.ndarray))):
-        arr = np.asarray(A)
-        if arr.ndim != 2:
-            raise DataFormatError(f"{name} must be a 2-D matrix (n_samples, n_features); got an array of shape {arr.shape}.")
-        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-            raise DataFormatError(f"{name} must hold numbers; got dtype {arr.dtype}.")
-        return sp.csr_matrix(arr)
-    if isinstance(A, (list, tuple)):
-        arr = np.asarray(A)
-        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.number):
-            return sp.csr_matrix(arr)
-    raise DataFormatError(f"{name} must be a scipy.sparse matrix or a 2-D numeric array; got {type(A).__name__}.")
+def _as_csr(A, name: str, min_samples: int = 0) -> sp.csr_matrix:
+    """Any matrix a user may hold (scipy.sparse, NumPy, pandas dense or sparse, lists, torch CPU
+    tensors, objects with ``__array__``) as CSR of float32 or float64. scikit-learn's
+    ``check_array`` does the conversions and the refusals (complex or non-numeric values, a 1-D
+    array, no columns), with the messages scikit-learn users know; finiteness is checked by
+    :func:`check_X`, which names the row and column."""
+    from sklearn.utils import check_array
+
+    if hasattr(A, "detach") and hasattr(A, "numpy"):  # a torch tensor: np.asarray fails if it needs grad
+        A = A.detach().cpu().numpy()
+    if isinstance(A, (list, tuple)) and len({len(r) if hasattr(r, "__len__") else -1 for r in A}) > 1:
+        raise DataFormatError(f"{name} is a list of rows of different lengths; expected a 2-D matrix "
+                              "(n_samples, n_features).")
+    try:
+        M = check_array(A, accept_sparse="csr", dtype=[np.float32, np.float64], ensure_all_finite=False,
+                        ensure_min_samples=min_samples, input_name=name)
+    except ValueError as e:  # DataFormatError is a ValueError too, so scikit-learn's callers still match
+        raise DataFormatError(f"{name}: {e}") from None
+    except TypeError as e:  # e.g. an object that is no array at all, or a dict inside one
+        raise DataTypeError(f"{name} must be a scipy.sparse matrix or a 2-D array-like of numbers; got "
+                              f"{type(A).__name__} ({e}).") from None
+    return M if sp.issparse(M) else sp.csr_matrix(M)
 
 
 def _canonical(M: sp.csr_matrix, dtype) -> sp.csr_matrix:
@@ -41,23 +48,26 @@ def _canonical(M: sp.csr_matrix, dtype) -> sp.csr_matrix:
     return out
 
 
-def check_X(X, *, name: str = "X", n_features: int | None = None, normalize: str = "none") -> sp.csr_matrix:
+def check_X(X, *, name: str = "X", n_features: int | None = None, normalize: str = "none",
+            min_samples: int = 0) -> sp.csr_matrix:
     """Feature matrix as canonical float32 CSR (a copy), optionally rows scaled to unit L2 norm.
 
-    Raises DataFormatError for non-numeric, non-finite or wrongly shaped input.
+    Raises DataFormatError for non-numeric, non-finite or wrongly shaped input, or fewer than
+    ``min_samples`` rows.
     """
-    M = _as_csr(X, name)
+    M = _as_csr(X, name, min_samples)
     if M.shape[1] >= 2**31:
         raise DataFormatError(f"{name} has {M.shape[1]} columns; at most 2**31 - 1 are supported.")
     M = _canonical(M, np.float32)
     if M.nnz and not np.isfinite(M.data).all():
         bad = int(np.flatnonzero(~np.isfinite(M.data))[0])
         row = int(np.searchsorted(M.indptr, bad, side="right") - 1)
-        raise DataFormatError(f"{name} holds a non-finite value ({M.data[bad]}) in row {row}, column "
-                              f"{M.indices[bad]}; expected finite numbers.")
+        what = "NaN" if np.isnan(M.data[bad]) else "infinity (inf)"
+        raise DataFormatError(f"{name} contains {what} in row {row}, column {M.indices[bad]}; expected finite "
+                              "numbers.")
     if n_features is not None and M.shape[1] != n_features:
-        raise DataFormatError(f"{name} has {M.shape[1]} features, but the model was fitted with "
-                              f"{n_features}; expected {n_features} columns.")
+        raise DataFormatError(f"{name} has {M.shape[1]} features, but SlideClassifier is expecting {n_features} "
+                              f"features as input (the columns it was fitted with).")
     if normalize == "l2" and M.nnz:
         sq = np.add.reduceat(M.data.astype(np.float64) ** 2, M.indptr[:-1].clip(max=M.nnz - 1))
         sq[np.diff(M.indptr) == 0] = 0.0

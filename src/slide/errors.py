@@ -7,6 +7,8 @@ show its message, which always says what was expected, what arrived and where.
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
 
 class SlideError(Exception):
     """Base class of every error raised on purpose by slide."""
@@ -34,12 +36,17 @@ class DataFormatError(SlideError, ValueError):
         super().__init__(where + message)
 
 
+class DataTypeError(DataFormatError, TypeError):
+    """Data of a type that cannot be read as numbers (a dict inside an array, say)."""
+
+
 class ParameterError(SlideError, ValueError):
     """A parameter value is outside its allowed range or of the wrong type."""
 
 
-class NotFittedError(SlideError, AttributeError):
-    """The model was used before ``fit`` (or ``load``)."""
+class NotFittedError(SlideError, _SklearnNotFitted):
+    """The model was used before ``fit`` (or ``load``); scikit-learn's NotFittedError too (a
+    ValueError and an AttributeError), so ``check_is_fitted`` callers catch it."""
 
 
 class TrainingError(SlideError, RuntimeError):

@@ -1,44 +1,42 @@
-"""``SlideClassifier``: the scikit-learn-style estimator.
+"""``SlideClassifier``: the scikit-learn estimator.
 
-The estimator validates parameters and data once at the boundary, allocates every array
-(:mod:`slide.network`), and hands the epoch loop to :mod:`slide.training`; prediction lives in
-:mod:`slide.predict`, persistence in :mod:`slide.persist`.
+The estimator keeps its parameters, validates parameters and data once at the boundary, and
+holds the fitted model as ``state_``, a :class:`slide.state.TrainState` (weights, tables,
+optimiser state, counters, history). Training is :mod:`slide.training`, prediction
+:mod:`slide.predict`, persistence :mod:`slide.persist`; each takes the state, never the
+estimator. Targets in any scikit-learn form, and predictions in the same form, are
+:mod:`slide.targets`.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numba
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from threadpoolctl import threadpool_limits
 
+from . import _numba_cache
 from . import predict as _predict
 from . import recipe, training
 from .centroids import init_output_centroids
 from .config import DEFAULTS, PARAMS, validate_params
-from .data_checks import check_eval_set, check_k, check_X, check_Y
+from .data_checks import check_k, check_X
 from .errors import NotFittedError, ParameterError
-from .lsh import RebuildSchedule, rebuild_tables
 from .memory import check_fits, estimate_bytes
-from .network import (INSERTIONS, init_weights, label_order, lsh_spec, make_grad, make_lsh, make_net, make_work,
-                      resolve_specs)
+from .network import init_weights, label_order, resolve_specs
 from .persist import load_model, save_model
 from .recipe import DataProfile
+from .state import TIMED_PHASES, TrainState, resolve_n_jobs
+from .targets import Targets
 
-# timings_ keys: setup (validation, profile, initialisation, first tables: wall), per-sample
-# phases summed over threads, then the optimiser pass and table rebuilds (wall)
-TIMED_PHASES = ("setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild")
+log = logging.getLogger("slide")
 
-
-def resolve_n_jobs(n_jobs) -> int:
-    avail = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None or n_jobs == -1:
-        return avail
-    return min(int(n_jobs), avail)
+__all__ = ["SlideClassifier", "load", "resolve_n_jobs", "TIMED_PHASES"]
 
 
 @contextmanager
@@ -53,7 +51,29 @@ def thread_limits(n: int):
         numba.set_num_threads(old)
 
 
-class SlideClassifier:
+@contextmanager
+def _verbose_logging(verbose: int):
+    """With ``verbose``, slide's INFO records are emitted for the duration of the call; when the
+    application has set up no logging, they go to stderr (its own handlers are left alone)."""
+    if not verbose:
+        yield
+        return
+    handler = None
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.setLevel(old_level)
+        if handler is not None:
+            log.removeHandler(handler)
+
+
+class SlideClassifier(ClassifierMixin, BaseEstimator):
     """Extreme multi-label classifier trained with LSH-selected sparse activations (SLIDE).
 
     A fully connected network ``sparse input -> hidden ReLU layers -> softmax over all labels``
@@ -65,10 +85,17 @@ class SlideClassifier:
     ``n_jobs``.
 
     All parameters are keyword-only; see :data:`slide.config.PARAMS` (or ``slide train --help``)
-    for the meaning and allowed range of each.
+    for the meaning and allowed range of each. ``set_params`` stores values; ``fit`` validates.
+
+    Targets may be a sparse or dense 0/1 label matrix, a list of label lists (ids or names), or
+    one label per sample (multiclass, ints or strings); ``predict`` answers in the same form.
 
     Attributes
     ----------
+    state_ : slide.state.TrainState
+        The fitted model: weights, optimiser state, hash tables, counters, history.
+    classes_ : ndarray
+        The name of each label id (``arange(n_labels)`` for a label matrix).
     n_features_in_ : int
     n_labels_ : int
     coefs_ : list of ndarray
@@ -77,6 +104,9 @@ class SlideClassifier:
     intercepts_ : list of ndarray
     layer_specs_ : list of LayerSpec
         The resolved settings of each layer ('auto' values decided).
+    recipe_ : list of recipe.Choice
+        The value chosen for every 'auto' parameter, with its reason.
+    data_profile_ : recipe.DataProfile
     history_ : list of dict
         One record per epoch: epoch, wall seconds, samples/s, mean loss and evaluation metrics.
     timings_ : dict
@@ -137,32 +167,96 @@ class SlideClassifier:
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ parameters
-    def get_params(self, deep=True) -> dict:
-        return {p.name: getattr(self, p.name) for p in PARAMS}
+    # ------------------------------------------------------------------ scikit-learn protocol
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        return tags
 
     def set_params(self, **params) -> "SlideClassifier":
-        validate_params(params)  # unknown names and bad values fail here, before any change
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
+        """Store parameters (checked by the next ``fit``, as scikit-learn asks); an unknown name
+        fails here, listing the known ones."""
+        unknown = {k: v for k, v in params.items() if k not in DEFAULTS}
+        if unknown:
+            validate_params(unknown)  # raises, listing the known names
+        return super().set_params(**params)
 
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if v != DEFAULTS[k]}
-        return "SlideClassifier(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "state_")
+
+    # fitted attributes, read from the one owner
+    @property
+    def n_labels_(self) -> int:
+        return self._fitted().n_labels
+
+    @property
+    def coefs_(self) -> list:
+        return self._fitted().weights
+
+    @property
+    def intercepts_(self) -> list:
+        return self._fitted().biases
+
+    @property
+    def layer_specs_(self) -> list:
+        return self._fitted().specs
+
+    @property
+    def history_(self) -> list:
+        return self._fitted().history
+
+    @property
+    def timings_(self) -> dict:
+        return self._fitted().timings
+
+    @property
+    def n_iter_(self) -> int:
+        return len(self._fitted().history)
+
+    @property
+    def recipe_(self) -> list:
+        return self._fitted().recipe
+
+    @property
+    def data_profile_(self):
+        return self._fitted().data_profile
+
+    @property
+    def classes_(self) -> np.ndarray:
+        self._fitted()
+        return self._targets.classes
+
+    def _fitted(self) -> TrainState:
+        state = self.__dict__.get("state_")
+        if state is None:
+            raise NotFittedError("This SlideClassifier is not fitted yet: call fit(X, Y) (or slide.load) first.")
+        return state
+
+    def _params(self) -> dict:
+        """The parameters validated, with random_state reduced to an int seed (or None)."""
+        params = self.get_params()
+        params["random_state"] = training.seed_of(params["random_state"])
+        return validate_params(params)
 
     # ------------------------------------------------------------------ training
-    def fit(self, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint_path=None,
+    def fit(self, X, Y, *, eval_set=None, eval_k=None, callback=None, checkpoint_path=None,
             checkpoint_every=None, batch_callback=None, batch_callback_every=100) -> "SlideClassifier":
-        """Train on X (n, n_features) sparse rows and Y (n, n_labels) binary label matrix.
+        """Train on X (n, n_features) and targets Y.
 
         Parameters
         ----------
-        X : scipy.sparse matrix or array-like, shape (n_samples, n_features)
-        Y : scipy.sparse matrix, binary, shape (n_samples, n_labels), or a list of label-id lists
+        X : scipy.sparse matrix or array-like (NumPy, pandas, lists, torch CPU tensor),
+            shape (n_samples, n_features)
+        Y : label matrix (sparse or dense 0/1, shape (n_samples, n_labels)), list of label
+            lists (ids or names), or a vector of one label per sample (ints or strings)
             Samples without labels are skipped in training.
         eval_set : (X_val, Y_val), optional
             Evaluated (exact top-``eval_k``) after every epoch; results go to ``history_``.
+        eval_k : int, optional
+            Cut-off of that evaluation (P@1, P@3, P@5 up to it); default 5, or the number of
+            labels if fewer.
         callback : callable, optional
             Called as ``callback(record)`` after every epoch with the history record; returning
             True stops training.
@@ -181,124 +275,92 @@ class SlideClassifier:
         self
         """
         t_setup = time.perf_counter()
-        p = validate_params(self.get_params())
-        X = check_X(X, name="X", normalize=p["normalize"])
-        Y = check_Y(Y, n_rows=X.shape[0], name="Y")
-        eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
-        eval_k = check_k(eval_k, name="eval_k", where="fit", n_labels=Y.shape[1])
-        checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
+        p = self._params()
+        if Y is None:
+            raise ParameterError("SlideClassifier requires y to be passed, but the target y is None: fit(X, Y) "
+                                 "needs the labels of X.")
+        X = check_X(X, name="X", normalize=p["normalize"], min_samples=1)
+        targets, Y = Targets.fit(Y, n_rows=X.shape[0], name="Y")
+        eval_set = self._check_eval_set(eval_set, X.shape[1], targets, p["normalize"])
+        eval_k = _eval_k(eval_k, "fit", Y.shape[1])
+        training.check_callbacks(callback, batch_callback, batch_callback_every)
+        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), targets)
         n_labels_per_row = np.diff(Y.indptr)
         n_trainable = int((n_labels_per_row > 0).sum())
         if n_trainable == 0:
             raise ParameterError("Y has no sample with a label: there is nothing to train on.")
-        self.data_profile_ = DataProfile.of(X, Y)
+        profile = DataProfile.of(X, Y)
         n_batches = -(-n_trainable // p["batch_size"])
-        p, self.recipe_ = recipe.resolve(p, self.data_profile_, n_batches)
+        p, choices = recipe.resolve(p, profile, n_batches)
         specs = resolve_specs(p, X.shape[1], Y.shape[1])
-        p, self.recipe_ = recipe.resolve_schedule(p, specs, self.recipe_)
-        if p["verbose"]:
-            print(recipe.report(self.data_profile_, self.recipe_), file=sys.stderr, flush=True)
-        max_labels = int(n_labels_per_row.max())
-        max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
-        n_threads = resolve_n_jobs(p["n_jobs"])
-        check_fits(estimate_bytes(specs, p, n_threads, max_labels, max_nnz))
-        seed = training.resolve_seed(p["random_state"])
-        rng = np.random.default_rng(seed)
-        Ws, bs = init_weights(specs, rng, p["init_scale"])
-        with thread_limits(n_threads):
-            if p["output_init"] == "centroid":
-                init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
-            self._setup(p, specs, Ws, bs, seed, max_labels, max_nnz, label_order(Y, Y.shape[1]))
-            del Ws, bs
-            self.n_features_in_, self.n_labels_ = X.shape[1], Y.shape[1]
-            self.history_ = []
-            self.timings_ = {k: 0.0 for k in TIMED_PHASES}
-            self._total_steps = n_batches * p["epochs"]
-            progress = training.Progress(n_epochs=p["epochs"], rng_state=rng.bit_generator.state,
-                                         fingerprint=training.data_fingerprint(X, Y))
-            self._rebuild_all(initial=True)
-            self.timings_["setup"] = time.perf_counter() - t_setup
-            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
-                        batch_callback_every)
+        p, choices = recipe.resolve_schedule(p, specs, choices)
+        with _verbose_logging(p["verbose"]):
+            log.info(recipe.report(profile, choices))
+            compiling = _numba_cache.first_use()
+            if compiling:
+                log.info("Compiling slide's kernels (once per install; later runs load them from the cache)...")
+            max_labels = int(n_labels_per_row.max())
+            max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
+            check_fits(estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), max_labels, max_nnz))
+            seed = training.resolve_seed(p["random_state"])
+            rng = np.random.default_rng(seed)
+            Ws, bs = init_weights(specs, rng, p["init_scale"])
+            with thread_limits(resolve_n_jobs(p["n_jobs"])):
+                if p["output_init"] == "centroid":
+                    init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
+                state = TrainState.build(p, specs, Ws, bs, seed=seed, label_order=label_order(Y, Y.shape[1]),
+                                         max_labels=max_labels, max_nnz=max_nnz)
+                del Ws, bs
+                state.recipe, state.data_profile = choices, profile
+                state.total_steps = n_batches * p["epochs"]
+                state.progress = training.Progress(n_epochs=p["epochs"], rng_state=rng.bit_generator.state,
+                                                   fingerprint=training.data_fingerprint(X, Y))
+                state.rebuild_tables(initial=True)
+                state.timings["setup"] = time.perf_counter() - t_setup
+                self.state_, self._targets = state, targets
+                self.n_features_in_ = X.shape[1]
+                training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback,
+                             checkpoint=checkpoint, batch_callback=batch_callback,
+                             batch_callback_every=batch_callback_every)
+            if compiling:
+                log.info(f"Kernels compiled and cached: this first fit took {time.perf_counter() - t_setup:.1f} s "
+                         "with compilation.")
         return self
 
-    def resume(self, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint_path=None,
+    def resume(self, X, Y, *, eval_set=None, eval_k=None, callback=None, checkpoint_path=None,
                checkpoint_every=None, batch_callback=None, batch_callback_every=100) -> "SlideClassifier":
         """Continue an interrupted training run from a checkpoint loaded with :func:`slide.load`,
         on the same training data (checked), to the end of its epochs. With the same settings and
         ``n_jobs=1`` the result equals the uninterrupted run's bit for bit, provided both ran the
         same compiled kernels (a kernel freshly compiled by Numba and its on-disk cached copy may
         round differently in the last bit). Returns self."""
-        self._check_fitted()
-        progress = getattr(self, "_progress", None)
-        if progress is None:
+        state = self._fitted()
+        if state.progress is None:
             raise ParameterError("This model holds no training progress: resume needs a checkpoint written "
                                  "during fit (checkpoint_path=...), not a finished model.")
-        p = self._p
+        p = state.config
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
-        Y = check_Y(Y, n_rows=X.shape[0], n_labels=self.n_labels_, name="Y")
-        training.check_same_data(progress.fingerprint, X, Y, getattr(self, "_loaded_from", "checkpoint"))
-        eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
-        eval_k = check_k(eval_k, name="eval_k", where="resume", n_labels=self.n_labels_)
-        checkpoint = _checkpointing(checkpoint_path, checkpoint_every)
+        Y = self._targets.encode(Y, X.shape[0], "Y")
+        training.check_same_data(state.progress.fingerprint, X, Y, getattr(self, "_loaded_from", "checkpoint"))
+        eval_set = self._check_eval_set(eval_set, X.shape[1], self._targets, p["normalize"])
+        eval_k = _eval_k(eval_k, "resume", self.n_labels_)
+        training.check_callbacks(callback, batch_callback, batch_callback_every)
+        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), self._targets)
         if checkpoint is not None:
-            checkpoint.mark(self._step)
-        with thread_limits(self._n_threads):
-            self._train(X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
-                        batch_callback_every)
+            checkpoint.mark(state.step)
+        with _verbose_logging(p["verbose"]), thread_limits(state.n_threads):
+            training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback, checkpoint=checkpoint,
+                         batch_callback=batch_callback, batch_callback_every=batch_callback_every)
         return self
 
-    def _train(self, X, Y, progress, eval_set, eval_k, callback, checkpoint, batch_callback,
-               batch_callback_every):
-        training.check_batch_callback(batch_callback, batch_callback_every)
-        self._progress = progress
-        try:
-            training.run(self, X, Y, progress, eval_set=eval_set, eval_k=eval_k, callback=callback,
-                         checkpoint=checkpoint, batch_callback=batch_callback,
-                         batch_callback_every=batch_callback_every)
-        finally:
-            self.n_iter_ = len(self.history_)
-            self.coefs_ = list(self._net.W.arrays)
-            self.intercepts_ = list(self._net.b.arrays)
-        if progress.done:
-            self._progress = None
-
-    def _setup(self, p, specs, Ws, bs, seed, max_labels, max_nnz, ranked):
-        """Allocate every array of a model with the given settings and weights; ``ranked``: the
-        label ids by decreasing training frequency (the log-uniform padding sampler's ranks)."""
-        if p["rebuild_first"] == "auto":  # fit resolves it with the recipe; a model file or a test may not
-            p, _ = recipe.resolve_schedule(p, specs, [])
-        self._p = p
-        self._ranked = ranked
-        self._max_labels = max_labels
-        self._max_nnz = max_nnz
-        self.layer_specs_ = specs
-        self._seed = seed
-        self._n_threads = resolve_n_jobs(p["n_jobs"])
-        self._net = make_net(specs, Ws, bs, p["optimizer"], p["dropout"], p["input_dropout"])
-        self._lsh, self._hps = make_lsh(specs, seed, ranked)
-        self._work = make_work(specs, self._hps, self._n_threads, p["batch_size"], max_labels, max_nnz)
-        self._grad = make_grad(specs, p["batch_size"], max_labels, max_nnz)
-        self._step = 0
-        self._total_steps = 1
-        self._n_rebuilds = 0
-        self._progress = None
-        any_lsh = any(s.lsh for s in specs)
-        self._schedule = (RebuildSchedule(p["rebuild_first"], p["rebuild_growth"], p["rebuild_max_interval"])
-                          if any_lsh else None)
-
-    def _rebuild_all(self, initial=False):
-        t0 = time.perf_counter()
-        for l, s in enumerate(self.layer_specs_):
-            if not s.lsh:
-                continue
-            rebuild_tables(self._hps[l], self._lsh.buckets.arrays[l], self._lsh.fill.arrays[l], self._net.W.arrays[l],
-                           self._net.b.arrays[l], input_major=(l == 0), mips=s.mips, center=s.center,
-                           insertion=INSERTIONS[s.insertion], seed=self._seed,
-                           epoch=self._n_rebuilds, n_threads=self._n_threads)
-        self._n_rebuilds += 1
-        if not initial:
-            self.timings_["rebuild"] += time.perf_counter() - t0
+    @staticmethod
+    def _check_eval_set(eval_set, n_features, targets: Targets, normalize):
+        if eval_set is None:
+            return None
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+            raise ParameterError("eval_set must be a pair (X_val, Y_val).")
+        Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
+        return Xv, targets.encode(eval_set[1], Xv.shape[0], "eval_set[1]")
 
     def estimate_memory(self, n_features, n_labels, *, max_labels=1, max_nnz=100) -> dict:
         """Bytes the arrays of training this configuration need, by kind (weights,
@@ -306,7 +368,11 @@ class SlideClassifier:
         is not included. ``fit`` refuses to start when the sum exceeds 90% of the available
         memory. Without the data, ``hidden_layer_sizes='auto'`` counts as the widest layer the
         recipe may choose for these dimensions."""
-        p = validate_params(self.get_params())
+        p = self._params()
+        for name, v in (("n_features", n_features), ("n_labels", n_labels), ("max_labels", max_labels),
+                        ("max_nnz", max_nnz)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ParameterError(f"The {name!r} argument of estimate_memory must be an int >= 1. Got {v!r} instead.")
         if p["hidden_layer_sizes"] == "auto":  # the data decides: count the widest the recipe may pick
             p["hidden_layer_sizes"] = recipe.auto_hidden(int(n_features), int(n_labels), tail=True)[0]
         specs = resolve_specs(p, int(n_features), int(n_labels))
@@ -314,48 +380,92 @@ class SlideClassifier:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write the model (weights, optimiser state, hash tables and seeds, settings) to one
-        ``.npz`` file, atomically and checksummed (:mod:`slide.io`); :func:`slide.load` reads it."""
-        self._check_fitted()
-        self._save(path, self._progress)
+        """Write the model (weights, optimiser state, hash tables and seeds, settings, label
+        names) to one ``.npz`` file, atomically and checksummed (:mod:`slide.io`);
+        :func:`slide.load` reads it."""
+        save_model(path, self._saved_params(), self._fitted(), self._targets)
 
-    def _save(self, path, progress):
-        save_model(self, path, progress)
+    def _saved_params(self) -> dict:
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], (int, np.integer))):
+            params["random_state"] = None  # a RandomState/Generator: the drawn seed is in the state
+        return params
 
     @classmethod
     def _from_file(cls, path) -> "SlideClassifier":
-        model, progress = load_model(cls, path)
+        params, state, targets = load_model(path)
+        model = cls(**params)
+        model.state_, model._targets = state, targets
+        model.n_features_in_ = state.n_features
         model._loaded_from = str(path)
-        model._progress = None if progress is None else training.Progress.from_dict(progress)
         return model
 
     # ------------------------------------------------------------------ prediction
-    def _check_fitted(self):
-        if not hasattr(self, "_net"):
-            raise NotFittedError("This SlideClassifier is not fitted yet: call fit(X, Y) (or slide.load) first.")
+    def _validated_X(self, X):
+        state = self._fitted()
+        return check_X(X, name="X", n_features=self.n_features_in_, normalize=state.config["normalize"])
 
-    def _predict_validated(self, X, k, mode, n_threads):
-        """Top-k labels of an already validated X (used for the per-epoch evaluation)."""
-        return _predict.predict_topk(self, X, k, mode, n_threads)[0]
-
-    def predict(self, X, k=5, *, mode=None):
-        """Top-``k`` label ids per row, best first, as an (n, k) int64 array (-1 where fewer than
-        k labels were scored, which only happens in 'lsh' mode)."""
-        return self.predict_topk(X, k, mode=mode)[0]
-
-    def predict_topk(self, X, k=5, *, mode=None):
-        """(labels, scores): the top-``k`` label ids and their logits, each (n, k)."""
-        self._check_fitted()
-        p = self._p
-        if mode is None:
-            mode = self.predict_mode
+    def _mode(self, mode) -> str:
+        mode = self.predict_mode if mode is None else mode
         if mode not in ("exact", "lsh"):
             raise ParameterError(f"The 'mode' argument of predict must be 'exact' or 'lsh'. Got {mode!r} instead.")
-        k = check_k(k, n_labels=self.n_labels_)
-        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
+        return mode
+
+    def _topk_ids(self, X, k, mode, where):
+        """(ids, logits) of the top k labels of validated-here X."""
+        state = self._fitted()
+        X = self._validated_X(X)
+        mode = self._mode(mode)
+        k = check_k(k, where=where, n_labels=state.n_labels)
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
-            return _predict.predict_topk(self, X, k, mode, n_threads)
+            return _predict.predict_topk(state, X, k, mode, n_threads)
+
+    def predict(self, X, k=1, *, mode=None):
+        """Predicted labels in the form the training targets had: for a vector of one label per
+        sample, the best label of each row (a vector); for a label matrix or label lists, the
+        top-``k`` labels of each row as a 0/1 indicator over ``classes_`` (sparse CSR, or a
+        dense array when the training targets were dense). For the ranked ids themselves use
+        :meth:`predict_topk`."""
+        self._fitted()
+        if self._targets.kind == "vector" and not (isinstance(k, (int, np.integer)) and k == 1):
+            raise ParameterError(f"The 'k' argument of predict must be 1 for a model fitted on one label per "
+                                 f"sample (it returns one label per row). Got {k!r} instead; predict_topk gives "
+                                 "the top k.")
+        ids, _ = self._topk_ids(X, k, mode, "predict")
+        return self._targets.decode(ids, self.n_labels_)
+
+    def predict_topk(self, X, k=5, *, mode=None):
+        """(labels, scores): the top-``k`` labels of each row, best first, and their logits,
+        each (n, k). Labels are ids (int64, -1 where fewer than k were scored, which only
+        happens in 'lsh' mode) or, for a model fitted on label names, the names."""
+        ids, scores = self._topk_ids(X, k, mode, "predict_topk")
+        return self._targets.names(ids), scores
+
+    def predict_proba(self, X, k=None, *, mode=None):
+        """Probabilities of each row's top-``k`` labels (default 5, or every label of a model
+        with fewer) as a ``scipy.sparse.csr_array`` (n, n_labels), never a dense n x n_labels
+        array. 'exact' mode: the softmax over all labels (a row sums to 1 when k covers every
+        label); 'lsh' mode: the softmax over the k labels retrieved."""
+        state = self._fitted()
+        X = self._validated_X(X)
+        mode = self._mode(mode)
+        k = min(5, state.n_labels) if k is None else check_k(k, where="predict_proba", n_labels=state.n_labels)
+        n_threads = resolve_n_jobs(self.n_jobs)
+        with thread_limits(n_threads):
+            ids, probs = _predict.predict_proba(state, X, k, mode, n_threads)
+        return _predict.topk_matrix(ids, probs, state.n_labels)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Precision@1 on (X, y): the share of rows whose best label is one of theirs (the
+        accuracy, for one label per sample)."""
+        if sample_weight is not None:
+            raise ParameterError("score does not take sample_weight (slide trains without sample weights).")
+        ids, _ = self._topk_ids(X, 1, None, "score")
+        Y = self._targets.encode(y, ids.shape[0], "y")
+        from .metrics import precision_at_k
+
+        return float(precision_at_k(Y, ids, 1))
 
     def rehash(self, **params) -> "SlideClassifier":
         """Change hashing parameters of a fitted model (any of the ``lsh`` group: hash_family,
@@ -363,25 +473,18 @@ class SlideClassifier:
         threshold, min_active, center, mips, ...) and rebuild its tables from the current
         weights. Weights are untouched; use it to tune LSH prediction or retrieval after
         training. Returns self."""
-        self._check_fitted()
+        state = self._fitted()
         lsh_names = {p.name for p in PARAMS if p.group == "lsh"}
         bad = sorted(set(params) - lsh_names)
         if bad:
             raise ParameterError(f"rehash only changes hashing parameters ({', '.join(sorted(lsh_names))}); "
                                  f"got {', '.join(bad)}.")
+        checked = validate_params(params)
+        config = {**state.config, **checked}
+        with thread_limits(state.n_threads):
+            new = state.with_hashing(config)
         self.set_params(**params)
-        p = validate_params(self.get_params())
-        self._p.update({k: p[k] for k in params})
-        specs = [lsh_spec(self._p, s.n_in, s.n_out, l == len(self.layer_specs_) - 1) if s.lsh else s
-                 for l, s in enumerate(self.layer_specs_)]
-        n_threads = resolve_n_jobs(self.n_jobs)
-        self.layer_specs_ = specs
-        self._lsh, self._hps = make_lsh(specs, self._seed, self._ranked)
-        self._work = make_work(specs, self._hps, self._n_threads, self._p["batch_size"], self._max_labels,
-                               self._max_nnz)
-        self._grad = make_grad(specs, self._p["batch_size"], self._max_labels, self._max_nnz)
-        with thread_limits(n_threads):
-            self._rebuild_all()
+        self.state_ = new
         return self
 
     def retrieval_recall(self, X, k=10) -> dict:
@@ -389,24 +492,28 @@ class SlideClassifier:
         top-``k`` logits that its active set (as used by ``predict(mode='lsh')``) contains, the
         mean active-set size, and the mean share of the full softmax mass it holds. The number
         that tells whether K, L and the bucket size are right."""
-        self._check_fitted()
-        if not self.layer_specs_[-1].lsh:
+        state = self._fitted()
+        if not state.specs[-1].lsh:
             raise ParameterError("retrieval_recall needs an LSH output layer (lsh_layers includes the output).")
-        k = check_k(k, where="retrieval_recall", n_labels=self.n_labels_)
-        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=self._p["normalize"])
+        k = check_k(k, where="retrieval_recall", n_labels=state.n_labels)
+        X = self._validated_X(X)
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
-            return _predict.retrieval_recall(self, X, k, n_threads)
+            return _predict.retrieval_recall(state, X, k, n_threads)
 
     def decision_function(self, X, labels=None):
-        """Logits. ``labels=None``: all labels, (n, n_labels) dense (mind the size); an (m,)
-        array: those labels for every row, (n, m); an (n, m) array: per-row label ids."""
-        self._check_fitted()
-        p = self._p
-        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
+        """Logits. ``labels=None``: all labels, (n, n_labels) dense (mind the size), or for a
+        two-class model fitted on one label per sample the (n,) margin of ``classes_[1]`` over
+        ``classes_[0]``, as scikit-learn's binary classifiers give; an (m,) array of label ids:
+        those labels for every row, (n, m); an (n, m) array: per-row label ids."""
+        state = self._fitted()
+        X = self._validated_X(X)
         n_threads = resolve_n_jobs(self.n_jobs)
         with thread_limits(n_threads):
-            return _predict.decision_function(self, X, labels)
+            Z = _predict.decision_function(state, X, labels)
+        if labels is None and self._targets.kind == "vector" and state.n_labels == 2:
+            return Z[:, 1] - Z[:, 0]
+        return Z
 
 
 def load(path) -> SlideClassifier:
@@ -414,7 +521,13 @@ def load(path) -> SlideClassifier:
     return SlideClassifier._from_file(path)
 
 
-def _checkpointing(path, every):
+def _eval_k(eval_k, where: str, n_labels: int) -> int:
+    if eval_k is None:
+        return min(5, n_labels)
+    return check_k(eval_k, name="eval_k", where=where, n_labels=n_labels)
+
+
+def _checkpointing(path, every, params, targets):
     """A :class:`slide.training.Checkpointing` from fit's arguments (None without a path)."""
     if path is None:
         if every is not None:
@@ -432,7 +545,7 @@ def _checkpointing(path, every):
     if not target.parent.is_dir():
         raise ParameterError(f"checkpoint_path {path}: the folder {target.parent} does not exist.")
     if every is None:
-        return training.Checkpointing(str(path))
+        return training.Checkpointing(str(path), params, targets)
     if isinstance(every, str):
         text = every.strip().lower()
         units = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -440,12 +553,12 @@ def _checkpointing(path, every):
             if text and text[-1] in units:
                 seconds = float(text[:-1]) * units[text[-1]]
                 if seconds > 0:
-                    return training.Checkpointing(str(path), every_seconds=seconds)
+                    return training.Checkpointing(str(path), params, targets, every_seconds=seconds)
             elif int(text) > 0:
-                return training.Checkpointing(str(path), every_batches=int(text))
+                return training.Checkpointing(str(path), params, targets, every_batches=int(text))
         except ValueError:
             pass
     elif isinstance(every, (int, np.integer)) and not isinstance(every, bool) and every > 0:
-        return training.Checkpointing(str(path), every_batches=int(every))
+        return training.Checkpointing(str(path), params, targets, every_batches=int(every))
     raise ParameterError(f"checkpoint_every must be a positive number of batches (e.g. 500) or a time such as "
                          f"'10m', '90s' or '1h'. Got {every!r} instead.")

@@ -1,9 +1,12 @@
 """Ranking metrics for extreme multi-label classification.
 
-All metrics take the ground truth as a scipy sparse ``(n, L)`` matrix ``Y_true`` (any dtype;
-every stored non-zero marks a relevant label) and the predictions as an ``(n, m)`` integer
-array ``top_k_labels`` holding label ids, best first. An entry of ``-1`` means "no
-prediction" and always counts as a miss. Only the first ``k`` columns are used.
+All metrics take the ground truth ``Y_true`` as a scipy sparse ``(n, L)`` matrix (any dtype;
+every stored non-zero marks a relevant label), a dense ``(n, L)`` array of the same meaning, or
+a list of label-id lists (as pyxclib and PECOS users keep them), and the predictions
+``top_k_labels`` as an ``(n, m)`` integer array of label ids, best first, or as a sparse
+``(n, L)`` score matrix (``SlideClassifier.predict_proba``, a PECOS prediction), ranked by
+score. An id of ``-1`` means "no prediction" and always counts as a miss. Only the first
+``k`` columns are used.
 
 The implementation is fully vectorised: membership of a prediction in a row's label set is
 decided by encoding both as row-major keys ``row * L + label`` and looking the prediction
@@ -43,6 +46,7 @@ __all__ = [
     "psprecision_at_k",
     "recall_at_k",
     "evaluate",
+    "ids_from_scores",
     "MetricsAccumulator",
 ]
 
@@ -64,22 +68,58 @@ class _Truth:
     copies; the caller's matrix is never modified.
     """
 
-    __slots__ = ("n", "L", "indptr", "indices", "counts")
+    __slots__ = ("n", "L", "indptr", "indices", "counts", "from_lists")
 
-    def __init__(self, n: int, L: int, indptr: np.ndarray, indices: np.ndarray):
+    def __init__(self, n: int, L: int, indptr: np.ndarray, indices: np.ndarray, from_lists: bool = False):
         self.n = n
         self.L = L
+        self.from_lists = from_lists  # L is then only as wide as the ids seen
         self.indptr = indptr
         self.indices = indices
         self.counts = np.diff(indptr)
 
 
-def _as_truth(Y, name: str) -> _Truth:
-    if not sp.issparse(Y):
-        raise DataFormatError(
-            f"{name} must be a scipy.sparse matrix of shape (n_rows, n_labels) "
-            f"(CSR preferred), got {type(Y).__name__}"
-        )
+def _lists_to_csr(Y, name: str, width: int) -> sp.csr_matrix:
+    indptr = np.zeros(len(Y) + 1, np.int64)
+    np.cumsum([len(r) for r in Y], out=indptr[1:])
+    try:
+        ids = np.fromiter((v for r in Y for v in r), dtype=np.int64, count=int(indptr[-1]))
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(f"{name} must be a list of label-id lists (non-negative ints): {exc}") from None
+    if ids.size and ids.min() < 0:
+        raise DataFormatError(f"{name} holds the label id {int(ids.min())}; expected non-negative ids")
+    width = max(width, int(ids.max()) + 1 if ids.size else 1)
+    return sp.csr_matrix((np.ones(ids.size, np.int8), ids, indptr), shape=(len(Y), width))
+
+
+def _max_id(top_k_labels) -> int:
+    """The largest label id a prediction argument can name (for the width of list truth)."""
+    if sp.issparse(top_k_labels):
+        return int(top_k_labels.shape[1]) - 1
+    try:
+        P = np.asarray(top_k_labels)
+        return int(P.max()) if P.size and np.issubdtype(P.dtype, np.integer) else 0
+    except (ValueError, TypeError):
+        return 0  # _as_predictions reports it
+
+
+def _as_truth(Y, name: str, top_k_labels=None) -> _Truth:
+    from_lists = False
+    if isinstance(Y, (list, tuple)) and all(isinstance(r, (list, tuple, np.ndarray, set, frozenset)) for r in Y):
+        # a list of label-id lists carries no width: wide enough for every id here or predicted
+        Y = _lists_to_csr(Y, name, 1 + (_max_id(top_k_labels) if top_k_labels is not None else 0))
+        from_lists = True
+    elif not sp.issparse(Y):
+        try:
+            D = np.asarray(Y)
+        except (ValueError, TypeError):
+            D = None
+        if D is None or D.ndim != 2 or D.dtype.kind not in "biuf":
+            raise DataFormatError(
+                f"{name} must be a label matrix of shape (n_rows, n_labels) (scipy.sparse, CSR "
+                f"preferred, or a dense 0/1 array) or a list of label-id lists, got {type(Y).__name__}"
+            )
+        Y = sp.csr_matrix(D)
     if len(Y.shape) != 2:
         raise DataFormatError(f"{name} must be 2-D, got shape {Y.shape}")
     n, L = (int(s) for s in Y.shape)
@@ -117,7 +157,7 @@ def _as_truth(Y, name: str) -> _Truth:
             indices = keys - rows * L
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    return _Truth(n, L, indptr, indices)
+    return _Truth(n, L, indptr, indices, from_lists)
 
 
 def _check_k(k, name: str = "k") -> int:
@@ -137,8 +177,33 @@ def _check_ks(ks) -> tuple[int, ...]:
     return ks
 
 
+def ids_from_scores(S, k: int) -> np.ndarray:
+    """(n, k) label ids of each row's ``k`` largest stored scores of a sparse (n, L) score
+    matrix, best first (ties: the lower id first), ``-1`` where a row stores fewer."""
+    S = sp.csr_matrix(S)
+    S.sum_duplicates()
+    n = S.shape[0]
+    counts = np.diff(S.indptr)
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    order = np.lexsort((S.indices, -S.data.astype(np.float64), rows))
+    rank = np.arange(order.size, dtype=np.int64) - S.indptr[rows]  # rows stay sorted: order keeps them
+    keep = rank < k
+    out = np.full((n, k), -1, dtype=np.int64)
+    out[rows[keep], rank[keep]] = S.indices[order][keep]
+    return out
+
+
 def _as_predictions(top_k_labels, truth: _Truth, kmax: int) -> np.ndarray:
-    """Validate the prediction array and return its first ``kmax`` columns."""
+    """Validate the prediction array (or rank a sparse score matrix) and return its first
+    ``kmax`` columns."""
+    if sp.issparse(top_k_labels):
+        if top_k_labels.ndim != 2 or top_k_labels.shape[0] != truth.n or (
+                top_k_labels.shape[1] != truth.L and not truth.from_lists):
+            raise DataFormatError(
+                f"the score matrix top_k_labels has shape {top_k_labels.shape} but Y_true has "
+                f"{(truth.n, truth.L)}; both must describe the same rows and labels"
+            )
+        return ids_from_scores(top_k_labels, kmax)
     try:
         P = np.asarray(top_k_labels)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -193,6 +258,9 @@ def _check_propensities(propensities, name: str = "propensities") -> np.ndarray:
 
 
 def _check_prop_len(p: np.ndarray, truth: _Truth) -> None:
+    if truth.from_lists and truth.L <= p.size:
+        truth.L = p.size  # list truth takes the propensities' width
+        return
     if p.size != truth.L:
         raise DataFormatError(
             f"propensities has {p.size} entries but Y_true has {truth.L} label columns"
@@ -345,7 +413,7 @@ class _Sums:
 def _single(Y_true, top_k_labels, k) -> tuple[int, _Truth, np.ndarray]:
     """Validate the arguments shared by the single-cut-off metrics."""
     k = _check_k(k)
-    truth = _as_truth(Y_true, "Y_true")
+    truth = _as_truth(Y_true, "Y_true", top_k_labels)
     P = _as_predictions(top_k_labels, truth, k)
     return k, truth, P
 
@@ -541,11 +609,11 @@ def psprecision_at_k(
         p = _check_propensities(propensities)
     else:
         A, B = _check_AB(A, B)
-    truth = _as_truth(Y_true, "Y_true")
-    P = _as_predictions(top_k_labels, truth, k)
+    truth = _as_truth(Y_true, "Y_true", top_k_labels)
     if propensities is not None:
         _check_prop_len(p, truth)
-    else:
+    P = _as_predictions(top_k_labels, truth, k)
+    if propensities is None:
         p = _propensities(truth, A, B)
     sums = _Sums((k,), ("PSP",), 1.0 / p)
     sums.add(truth, P)
@@ -621,10 +689,10 @@ def evaluate(Y_true, top_k_labels, ks=(1, 3, 5), propensities=None) -> dict[str,
     """
     ks = _check_ks(ks)
     p = _check_propensities(propensities) if propensities is not None else None
-    truth = _as_truth(Y_true, "Y_true")
-    P = _as_predictions(top_k_labels, truth, max(ks))
+    truth = _as_truth(Y_true, "Y_true", top_k_labels)
     if p is not None:
         _check_prop_len(p, truth)
+    P = _as_predictions(top_k_labels, truth, max(ks))
     sums = _Sums(ks, _ALL if p is not None else ("P", "nDCG", "R"), None if p is None else 1.0 / p)
     sums.add(truth, P)
     return sums.as_dict()
@@ -690,16 +758,18 @@ class MetricsAccumulator:
             As for :func:`evaluate`, or if the chunk's number of labels differs from the
             previous chunks'. A rejected chunk leaves the accumulator unchanged.
         """
-        truth = _as_truth(Y_true_chunk, "Y_true_chunk")
-        if self._n_labels is not None and truth.L != self._n_labels:
+        truth = _as_truth(Y_true_chunk, "Y_true_chunk", top_k_chunk)
+        if self._p is not None:
+            _check_prop_len(self._p, truth)
+        if truth.from_lists and self._n_labels is not None and truth.L < self._n_labels:
+            truth.L = self._n_labels
+        if self._n_labels is not None and truth.L != self._n_labels and not truth.from_lists:
             raise DataFormatError(
                 f"Y_true_chunk has {truth.L} label columns but earlier chunks had "
                 f"{self._n_labels}"
             )
         P = _as_predictions(top_k_chunk, truth, max(self._ks))
-        if self._p is not None:
-            _check_prop_len(self._p, truth)
-        self._n_labels = truth.L
+        self._n_labels = max(truth.L, self._n_labels or 0) if truth.from_lists else truth.L
         self._sums.add(truth, P)
 
     def result(self) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Prediction: exact top-k over every output neuron, or LSH-sparse top-k over the active set.
+"""Prediction from a :class:`slide.state.TrainState`: exact top-k over every output neuron,
+or LSH-sparse top-k over the active set.
 
 Exact mode computes layers with BLAS on row chunks (the logits of a chunk never exceed about
 64 MB) and selects the top k per row in a parallel Numba kernel. LSH mode runs the same
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import logsumexp
 from numba import njit, prange
 
 from .errors import DataFormatError, ParameterError
@@ -65,7 +67,9 @@ def output_logits(net, X: sp.csr_matrix) -> np.ndarray:
     return np.ascontiguousarray(H @ net.W.arrays[-1].T + net.b.arrays[-1], dtype=np.float32)
 
 
-def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+def predict_exact(net, X: sp.csr_matrix, k: int, lse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids and logits of every row; with ``lse`` (n,) also each row's log-sum-exp over
+    all labels (the softmax's normaliser) written there."""
     n = X.shape[0]
     n_labels = net.b.arrays[-1].shape[0]
     out_idx = np.full((n, k), -1, np.int64)
@@ -74,6 +78,8 @@ def predict_exact(net, X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray
     for s in range(0, n, chunk):
         Z = output_logits(net, X[s:s + chunk])
         topk_rows(Z, k, out_idx, out_val, s)
+        if lse is not None:
+            lse[s:s + Z.shape[0]] = logsumexp(Z.astype(np.float64), axis=1)
     return out_idx, out_val
 
 
@@ -136,41 +142,41 @@ def _copy_active(dst, act_n, r, ids, n_act, dense):
     act_n[r] = n_act
 
 
-def predict_lsh(model, X: sp.csr_matrix, k: int, n_threads: int, return_active: bool = False):
+def predict_lsh(state, X: sp.csr_matrix, k: int, n_threads: int, return_active: bool = False):
     """LSH-sparse top-k; with ``return_active`` also the output layer's active sets as a CSR
     pattern matrix (n, n_labels)."""
     n = X.shape[0]
     out_idx = np.full((n, k), -1, np.int64)
     out_val = np.full((n, k), -np.inf, np.float32)
-    cap = model.layer_specs_[-1].active_cap(0)
+    cap = state.specs[-1].active_cap(0)
     act_out = np.zeros((n if return_active else 0, cap), np.int32)
     act_n = np.zeros(n, np.int64)
     if n > 0:
         max_nnz = int(np.diff(X.indptr).max())
-        work = make_work(model.layer_specs_, model._hps, n_threads, n_threads, 0, max_nnz)
-        _predict_lsh_kernel(model._net, model._lsh, work, X.indptr, X.indices, X.data, k, n_threads,
+        work = make_work(state.specs, state.hash_params, n_threads, n_threads, 0, max_nnz)
+        _predict_lsh_kernel(state.net, state.lsh, work, X.indptr, X.indices, X.data, k, n_threads,
                             out_idx, out_val, act_out, act_n)
     if not return_active:
         return out_idx, out_val
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(act_n, out=indptr[1:])
     mask = np.arange(cap)[None, :] < act_n[:, None]
-    A = sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), act_out[mask], indptr), shape=(n, model.n_labels_))
+    A = sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), act_out[mask], indptr), shape=(n, state.n_labels))
     return out_idx, out_val, A
 
 
-def retrieval_recall(model, X: sp.csr_matrix, k: int, n_threads: int) -> dict:
+def retrieval_recall(state, X: sp.csr_matrix, k: int, n_threads: int) -> dict:
     """How well the output layer's LSH active sets (no labels added, as at prediction) cover the
     true top-``k`` logits: mean recall, mean active-set size, and the share of the softmax mass
     (over all labels) inside the active set."""
     n = X.shape[0]
     if n == 0:
         return {f"recall@{k}": float("nan"), "active_mean": float("nan"), "softmax_mass": float("nan")}
-    _, _, A = predict_lsh(model, X, k, n_threads, return_active=True)
+    _, _, A = predict_lsh(state, X, k, n_threads, return_active=True)
     hits = mass = 0.0
-    chunk = max(1, _CHUNK_FLOATS // max(1, model.n_labels_))
+    chunk = max(1, _CHUNK_FLOATS // max(1, state.n_labels))
     for s in range(0, n, chunk):
-        Z = output_logits(model._net, X[s:s + chunk])
+        Z = output_logits(state.net, X[s:s + chunk])
         Ac = A[s:s + chunk].toarray() > 0
         top = np.argpartition(-Z, k - 1, axis=1)[:, :k]
         hits += np.take_along_axis(Ac, top, axis=1).sum()
@@ -181,15 +187,44 @@ def retrieval_recall(model, X: sp.csr_matrix, k: int, n_threads: int) -> dict:
             "softmax_mass": mass / n}
 
 
-def predict_topk(model, X: sp.csr_matrix, k: int, mode: str, n_threads: int):
-    if mode == "lsh" and any(s.lsh for s in model.layer_specs_):
-        return predict_lsh(model, X, k, n_threads)
-    return predict_exact(model._net, X, k)
+def predict_topk(state, X: sp.csr_matrix, k: int, mode: str, n_threads: int):
+    if mode == "lsh" and any(s.lsh for s in state.specs):
+        return predict_lsh(state, X, k, n_threads)
+    return predict_exact(state.net, X, k)
 
 
-def decision_function(model, X: sp.csr_matrix, labels=None) -> np.ndarray:
-    net = model._net
-    n_labels = model.n_labels_
+def predict_proba(state, X: sp.csr_matrix, k: int, mode: str, n_threads: int):
+    """(ids, probabilities) of each row's top k: the softmax over all labels ('exact'), or
+    over the k retrieved ('lsh')."""
+    if mode == "lsh" and any(s.lsh for s in state.specs):
+        ids, z = predict_lsh(state, X, k, n_threads)
+        z = z.astype(np.float64)
+        z[ids < 0] = -np.inf
+        lse = logsumexp(z, axis=1) if k else np.zeros(0)
+    else:
+        lse = np.zeros(X.shape[0], np.float64)
+        ids, z = predict_exact(state.net, X, k, lse)
+    with np.errstate(invalid="ignore"):
+        probs = np.exp(z.astype(np.float64) - lse[:, None])
+    probs[ids < 0] = 0.0
+    return ids, probs.astype(np.float32)
+
+
+def topk_matrix(ids: np.ndarray, values: np.ndarray, n_labels: int) -> sp.csr_array:
+    """CSR (n, n_labels) holding each row's top-k ``values`` at their ids (-1 ids left out),
+    columns sorted within a row. A sparse *array*: ``M.sum(axis=1)`` and ``M.argmax(axis=1)``
+    are 1-D, as on a dense array."""
+    n = ids.shape[0]
+    keep = ids >= 0
+    rows = np.repeat(np.arange(n), keep.sum(axis=1))
+    M = sp.csr_array((values[keep], (rows, ids[keep])), shape=(n, n_labels))
+    M.sort_indices()
+    return M
+
+
+def decision_function(state, X: sp.csr_matrix, labels=None) -> np.ndarray:
+    net = state.net
+    n_labels = state.n_labels
     n = X.shape[0]
     if labels is None:
         return output_logits(net, X)

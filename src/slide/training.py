@@ -1,5 +1,6 @@
 """The Python epoch loop: batches, optimiser steps, table rebuilds, evaluation, checkpoints.
 
+:func:`run` trains a :class:`slide.state.TrainState` in place (it never sees the estimator).
 One compiled call runs a batch's samples (:func:`slide.kernels.train.train_batch`), one more
 the optimiser pass (:func:`slide.kernels.train.apply_batch`); everything here is orchestration.
 A run is fully described by the model's arrays plus a small :class:`Progress` record (epoch,
@@ -12,8 +13,8 @@ and the tables and rebuild schedule are part of the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -25,10 +26,27 @@ from .kernels import train as K
 from .kernels.optim import ADAM, SGD
 from .kernels.timer import cycles_per_second
 
-def check_batch_callback(batch_callback, every) -> None:
+log = logging.getLogger("slide")
+
+
+def check_callbacks(callback, batch_callback, every) -> None:
+    """The callbacks are checked before training, not when first called (after an epoch)."""
+    for name, f in (("callback", callback), ("batch_callback", batch_callback)):
+        if f is not None and not callable(f):
+            raise ParameterError(f"The {name!r} argument of fit must be a callable or None. Got {f!r} instead.")
     if batch_callback is not None and (isinstance(every, bool) or not isinstance(every, (int, np.integer))
                                        or every < 1):
         raise ParameterError(f"batch_callback_every must be a positive int (batches). Got {every!r} instead.")
+
+
+def seed_of(random_state):
+    """random_state as scikit-learn takes it (None, an int, a RandomState or a Generator) reduced
+    to an int seed or None; anything else is left for validation to reject."""
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**63 - 1, dtype=np.int64))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    return random_state
 
 
 def resolve_seed(random_state) -> int:
@@ -76,6 +94,8 @@ class Checkpointing:
     """Write ``path`` every ``every_batches`` batches and/or every ``every_seconds`` seconds."""
 
     path: str
+    params: dict  # the estimator's parameters, written with the state ...
+    targets: object  # ... and its targets.Targets (label names)
     every_batches: int | None = None
     every_seconds: float | None = None
     last_time: float = field(default_factory=time.perf_counter)
@@ -91,56 +111,54 @@ class Checkpointing:
         self.last_time = time.perf_counter()
 
 
-def optimizer_step(model, p: dict, n_rows: int) -> None:
+def optimizer_step(state, p: dict, n_rows: int) -> None:
     """Advance the global step and run the optimiser pass for the last batch."""
-    model._step += 1
+    state.step += 1
     lr = p["learning_rate"]
     if p["lr_schedule"] == "linear":
-        lr *= max(0.0, 1.0 - (model._step - 1) / model._total_steps)
+        lr *= max(0.0, 1.0 - (state.step - 1) / state.total_steps)
     if p["optimizer"] == "adam":
         # the kernel decays the moments with float32 betas: correct for exactly those
         b1, b2 = float(np.float32(p["beta1"])), float(np.float32(p["beta2"]))
-        bc1, bc2 = 1.0 - b1 ** model._step, 1.0 - b2 ** model._step
+        bc1, bc2 = 1.0 - b1 ** state.step, 1.0 - b2 ** state.step
         # bias corrections folded into the step size and epsilon (see kernels.optim.step_row)
         opt, lr, eps = ADAM, lr * math.sqrt(bc2) / bc1, p["adam_epsilon"] * math.sqrt(bc2)
     else:
         opt, b1, b2, eps = SGD, 0.0, 0.0, 0.0
-    K.apply_batch(model._net, model._work, model._grad, n_rows, model._n_threads, opt, lr, b1, b2, eps)
+    K.apply_batch(state.net, state.work, state.grad, n_rows, state.n_threads, opt, lr, b1, b2, eps)
 
 
-def weights_finite(model) -> bool:
-    return all(np.isfinite(w).all() for w in model._net.W.arrays) and all(np.isfinite(b).all() for b in model._net.b.arrays)
-
-
-def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=None,
-        checkpoint: Checkpointing | None = None, batch_callback=None, batch_callback_every=None) -> None:
-    """Train ``model`` (already set up) on validated X, Y from ``progress`` to the last epoch.
+def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Checkpointing | None = None,
+        batch_callback=None, batch_callback_every=None) -> None:
+    """Train ``state`` (a :class:`slide.state.TrainState`, tables built) on validated X, Y from
+    where its ``progress`` stands to the last epoch; a finished run clears ``progress``.
 
     ``batch_callback(record)`` (optional) runs every ``batch_callback_every`` batches with a
     record of epoch, batch, step, samples_seen and train_seconds; the time it takes (say, an
     evaluation) is not counted as training time. Returning True stops training."""
-    p = model._p
-    n_threads = model._n_threads
+    p = state.config
+    progress = state.progress
+    n_threads = state.n_threads
     trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
     bs = p["batch_size"]
     n_batches = math.ceil(trainable.size / bs)
     rate = cycles_per_second()
     timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
     losses = np.zeros(n_threads, np.float64)
-    out_lsh = model.layer_specs_[-1].lsh
-    seed = np.uint64(model._seed)
+    out_lsh = state.specs[-1].lsh
+    seed = np.uint64(state.seed)
     rng = np.random.default_rng()
     try:
         while progress.epoch < progress.n_epochs:
             rng.bit_generator.state = progress.rng_state
             order = trainable[rng.permutation(trainable.size)]
             t_epoch = time.perf_counter() - progress.epoch_seconds
-            bar = _progress_bar(model, n_batches, progress)
+            bar = _progress_bar(state, n_batches, progress)
             for bi in range(progress.batch, n_batches):
                 rows = order[bi * bs:(bi + 1) * bs]
                 losses[:] = 0.0
-                K.train_batch(model._net, model._lsh, model._work, X.indptr, X.indices, X.data, Y.indptr,
-                              Y.indices, rows, seed, model._step, n_threads, losses, timers)
+                K.train_batch(state.net, state.lsh, state.work, X.indptr, X.indices, X.data, Y.indptr,
+                              Y.indices, rows, seed, state.step, n_threads, losses, timers)
                 batch_loss = float(losses.sum())
                 if not math.isfinite(batch_loss):
                     where = (f"the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), left "
@@ -148,21 +166,21 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                              "no checkpoint was written")
                     raise TrainingError(
                         f"The training loss became non-finite in epoch {progress.epoch + 1}, batch {bi + 1} "
-                        f"(step {model._step + 1}); {where}. Lower learning_rate, or check the input "
+                        f"(step {state.step + 1}); {where}. Lower learning_rate, or check the input "
                         "for huge values.")
                 t0 = time.perf_counter()
-                optimizer_step(model, p, rows.size)
-                model.timings_["optimizer"] += time.perf_counter() - t0
+                optimizer_step(state, p, rows.size)
+                state.timings["optimizer"] += time.perf_counter() - t0
                 progress.loss_sum += batch_loss
                 progress.samples_seen += rows.size
                 if out_lsh:
-                    progress.active_sum += int(model._work.n_active[: rows.size, -1].sum())
-                if model._schedule is not None and model._schedule.due(model._step):
+                    progress.active_sum += int(state.work.n_active[: rows.size, -1].sum())
+                if state.schedule is not None and state.schedule.due(state.step):
                     # the tables are rebuilt after the last batch anyway (on a short fit of a big
                     # layer each rebuild is one of a handful of whole-layer passes)
-                    if model._schedule.worth_making(model._step, model._total_steps):
-                        model._rebuild_all()
-                    model._schedule.advance()
+                    if state.schedule.worth_making(state.step, state.total_steps):
+                        state.rebuild_tables()
+                    state.schedule.advance()
                 progress.batch = bi + 1
                 progress.epoch_seconds = time.perf_counter() - t_epoch
                 if bar is not None:
@@ -171,11 +189,11 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                         done = min(trainable.size, (bi + 1) * bs)
                         bar.set_postfix(loss=f"{progress.loss_sum / max(1, done):.4f}",
                                         samples_s=f"{done / max(progress.epoch_seconds, 1e-9):,.0f}")
-                if checkpoint is not None and checkpoint.due(model._step) and bi + 1 < n_batches:
-                    _write_checkpoint(model, progress, checkpoint, timers, rate)
-                if batch_callback is not None and model._step % batch_callback_every == 0:
+                if checkpoint is not None and checkpoint.due(state.step) and bi + 1 < n_batches:
+                    _write_checkpoint(state, progress, checkpoint, timers, rate)
+                if batch_callback is not None and state.step % batch_callback_every == 0:
                     t_cb = time.perf_counter()
-                    brec = {"epoch": progress.epoch + 1, "batch": bi + 1, "step": model._step,
+                    brec = {"epoch": progress.epoch + 1, "batch": bi + 1, "step": state.step,
                             "samples_seen": progress.samples_seen,
                             "train_seconds": progress.train_seconds + progress.epoch_seconds}
                     stop_now = batch_callback(brec)
@@ -184,44 +202,47 @@ def run(model, X, Y, progress: Progress, *, eval_set=None, eval_k=5, callback=No
                         progress.epoch_seconds = time.perf_counter() - t_epoch
                         if bar is not None:
                             bar.close()
-                        return _stop_early(model, progress)
+                        return _stop_early(state, progress)
             if bar is not None:
                 bar.close()
-            rec = _end_epoch(model, progress, trainable.size, rng, out_lsh)
+            rec = _end_epoch(state, progress, trainable.size, rng, out_lsh)
             if eval_set is not None:
                 t0 = time.perf_counter()
                 from .metrics import evaluate
+                from .predict import predict_topk
 
-                top = model._predict_validated(eval_set[0], eval_k, p["predict_mode"], n_threads)
+                top = predict_topk(state, eval_set[0], eval_k, p["predict_mode"], n_threads)[0]
                 rec.update(evaluate(eval_set[1], top, ks=tuple(k for k in (1, 3, 5) if k <= eval_k)))
                 rec["eval_seconds"] = time.perf_counter() - t0
-            model.history_.append(rec)
+            state.history.append(rec)
             if p["verbose"]:
                 shown = [f"epoch {rec['epoch']}/{progress.n_epochs}", f"loss {rec['loss']:.4f}"]
                 shown += [f"{k} {rec[k]:.4f}" for k in ("P@1", "P@3", "P@5") if k in rec]
                 shown += [f"{rec['samples_per_second']:,.0f} samples/s", f"{rec['train_seconds']:.1f} s"]
-                print("  ".join(shown), file=sys.stderr, flush=True)
+                log.info("  ".join(shown))
             stop = callback is not None and callback(rec)
             if checkpoint is not None and progress.epoch < progress.n_epochs and not stop:
-                _write_checkpoint(model, progress, checkpoint, timers, rate)
+                _write_checkpoint(state, progress, checkpoint, timers, rate)
             if stop:
                 break
-        if model._schedule is not None:
-            model._rebuild_all()  # tables match the final weights (LSH prediction, saving)
+        if state.schedule is not None:
+            state.rebuild_tables()  # tables match the final weights (LSH prediction, saving)
         progress.done = progress.epoch >= progress.n_epochs
+        if progress.done:
+            state.progress = None
     finally:
-        _add_phase_times(model, timers, rate)
+        _add_phase_times(state, timers, rate)
 
 
-def _stop_early(model, progress: Progress) -> None:
+def _stop_early(state, progress: Progress) -> None:
     """A batch callback asked to stop mid-epoch: keep the tables in step with the weights."""
     progress.train_seconds += progress.epoch_seconds
     progress.epoch_seconds = 0.0
-    if model._schedule is not None:
-        model._rebuild_all()
+    if state.schedule is not None:
+        state.rebuild_tables()
 
 
-def _end_epoch(model, progress: Progress, n_trainable: int, rng, out_lsh: bool) -> dict:
+def _end_epoch(state, progress: Progress, n_trainable: int, rng, out_lsh: bool) -> dict:
     """Close the epoch's books: history record, counters reset, next permutation state."""
     ep_time = progress.epoch_seconds
     progress.train_seconds += ep_time
@@ -239,33 +260,35 @@ def _end_epoch(model, progress: Progress, n_trainable: int, rng, out_lsh: bool) 
     return rec
 
 
-def _add_phase_times(model, timers, rate) -> None:
+def _add_phase_times(state, timers, rate) -> None:
     if rate > 0:
         tot = timers.sum(axis=0).astype(np.float64) / rate
         for name, ph in (("hashing", K.PH_HASH), ("selection", K.PH_SELECT), ("forward", K.PH_FORWARD),
                          ("backward", K.PH_BACKWARD)):
-            model.timings_[name] += float(tot[ph])
+            state.timings[name] += float(tot[ph])
     timers[:] = 0
 
 
-def _write_checkpoint(model, progress: Progress, checkpoint: Checkpointing, timers, rate) -> None:
+def _write_checkpoint(state, progress: Progress, checkpoint: Checkpointing, timers, rate) -> None:
     """Atomically replace the checkpoint, unless a weight is non-finite (then stop, keeping the
     previous checkpoint)."""
-    if not weights_finite(model):
+    if not state.weights_finite():
         # last_batch is 0 until this run writes (or resumes from) a checkpoint: then there is no
         # "last good checkpoint" to name (the path may not even exist), as in run()'s loss check
         where = (f"the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), left untouched"
                  if checkpoint.last_batch > 0 else "no checkpoint was written")
         raise TrainingError(
             f"A weight became non-finite by epoch {progress.epoch + 1}, batch {progress.batch} (step "
-            f"{model._step}); {where}. Lower learning_rate, or check the input for huge values.")
-    _add_phase_times(model, timers, rate)
-    model._save(checkpoint.path, progress)
-    checkpoint.mark(model._step)
+            f"{state.step}); {where}. Lower learning_rate, or check the input for huge values.")
+    _add_phase_times(state, timers, rate)
+    from .persist import save_model
+
+    save_model(checkpoint.path, checkpoint.params, state, checkpoint.targets)
+    checkpoint.mark(state.step)
 
 
-def _progress_bar(model, n_batches: int, progress: Progress):
-    if not model._p["verbose"]:
+def _progress_bar(state, n_batches: int, progress: Progress):
+    if not state.config["verbose"]:
         return None
     from tqdm.auto import tqdm
 

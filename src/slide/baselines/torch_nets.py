@@ -34,7 +34,7 @@ from ..network import LayerSpec, init_weights
 from ..estimator import resolve_n_jobs
 from ..centroids import init_output_centroids
 from ..recipe import DataProfile, resolve
-from ..training import check_batch_callback, resolve_seed
+from ..training import check_callbacks, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "output_init", "centroid_scale",
@@ -183,7 +183,7 @@ class DenseClassifier:
         Y = check_Y(Y, n_rows=X.shape[0], name="Y")
         eval_set = check_eval_set(eval_set, n_features=X.shape[1], n_labels=Y.shape[1], normalize=p["normalize"])
         eval_k = check_k(eval_k, name="eval_k", where="fit", n_labels=Y.shape[1])
-        check_batch_callback(batch_callback, batch_callback_every)
+        check_callbacks(None, batch_callback, batch_callback_every)
         trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
         if trainable.size == 0:
             raise ParameterError("Y has no sample with a label: there is nothing to train on.")
