@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         r = clf.retrieval_recall(Xt, k=10)
         p1 = precision_at_k(Yt, clf.predict_topk(Xt, k=1, mode="lsh")[0], k=1)
         spec = clf.layer_specs_[-1]
-        row = {"setting": name, **change, "hashes_per_table": spec.K, "n_tables": spec.L,
+        row = {"setting": name, **change, "hashes_per_table": spec.hashes_per_table, "n_tables": spec.n_tables,
                "recall@10": float(r["recall@10"]), "active_mean": float(r["active_mean"]),
                "softmax_mass": float(r["softmax_mass"]),
                "random_recall@10": float(r["active_mean"]) / Y.shape[1], "lsh_P@1": p1}

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             "fit_seconds": wall,
             "phase_us_per_sample": {k: 1e6 * v / seen for k, v in clf.timings_.items()},
             "active_mean": clf.history_[-1].get("active_mean"),
-            "output_layer": {"hashes_per_table": spec.K, "n_tables": spec.L, "bucket_bits": spec.bucket_bits,
+            "output_layer": {"hashes_per_table": spec.hashes_per_table, "n_tables": spec.n_tables, "bucket_bits": spec.bucket_bits,
                              "bucket_size": spec.bucket_size, "active_size": spec.active_size,
                              "min_active": spec.min_active},
             **{k: v for k, v in evaluate(Yt, top, ks=(1, 5)).items() if k in ("P@1", "P@5")},

@@ -224,6 +224,24 @@ def test_label_order_is_saved_and_older_files_load_with_their_padding(data, tmp_
         slide.load(tmp_path / "bad.npz")
 
 
+def test_files_with_the_old_layer_setting_names_load(data, tmp_path):
+    """Layer settings took their parameters' names (hashes_per_table, not K); files that stored
+    the old names load with the same tables and predictions."""
+    from slide.io import read_arrays, write_arrays
+
+    X, Y, Xt, _ = data
+    clf = small(epochs=1).fit(X, Y)
+    clf.save(tmp_path / "m.npz")
+    arrays, meta = read_arrays(tmp_path / "m.npz")
+    old_names = {"hash_family": "family", "hashes_per_table": "K", "n_tables": "L", "wta_bin_size": "bin_size",
+                 "simhash_density": "density"}
+    meta["layer_specs"] = [{old_names.get(k, k): v for k, v in s.items()} for s in meta["layer_specs"]]
+    write_arrays(tmp_path / "old.npz", arrays, meta)
+    loaded = slide.load(tmp_path / "old.npz")
+    assert loaded.layer_specs_ == clf.layer_specs_
+    np.testing.assert_array_equal(loaded.predict_topk(Xt, k=5, mode="lsh")[0], clf.predict_topk(Xt, k=5, mode="lsh")[0])
+
+
 def test_corrected_padding_keeps_the_label_prior():
     """delicious-200k dimensions (782,585 features, 205,443 labels, ~75 labels per point, a label
     prior so strong that the most popular label is in almost every point): with uncorrected

@@ -43,7 +43,7 @@ M64 = (1 << 64) - 1
 # helpers and plain-Python references
 # ---------------------------------------------------------------------------------------------
 def n_codes(hp):
-    return hp.K * hp.L
+    return hp.hashes_per_table * hp.n_tables
 
 
 def codes_dense(hp, vec, scratch=None):
@@ -63,7 +63,7 @@ def codes_sparse(hp, idx, val, scratch=None):
 
 
 def keys_of(hp, codes):
-    keys = np.empty(hp.L, np.int64)
+    keys = np.empty(hp.n_tables, np.int64)
     codes_to_keys(hp, codes, keys)
     return keys
 
@@ -125,7 +125,7 @@ def ref_dwta(hp, vec):
 
 def ref_doph(hp, members):
     """DOPH codes of a set of coordinates, recomputed with Python integers."""
-    K, L = hp.K, hp.L
+    K, L = hp.hashes_per_table, hp.n_tables
     mask = (1 << DOPH_CODE_BITS) - 1
     codes = np.empty(K * L, np.int64)
     for t in range(L):
@@ -143,12 +143,12 @@ def ref_doph(hp, members):
 
 
 def ref_keys(hp, codes):
-    total = hp.K * hp.code_bits
-    keys = np.empty(hp.L, np.int64)
-    for t in range(hp.L):
+    total = hp.hashes_per_table * hp.code_bits
+    keys = np.empty(hp.n_tables, np.int64)
+    for t in range(hp.n_tables):
         key = 0
-        for k in range(hp.K):
-            key = (key << hp.code_bits) | int(codes[t * hp.K + k])
+        for k in range(hp.hashes_per_table):
+            key = (key << hp.code_bits) | int(codes[t * hp.hashes_per_table + k])
         if total > hp.bucket_bits:
             key = ((key * int(hp.fold_mult)) & M64) >> (64 - hp.bucket_bits)
         keys[t] = key
@@ -187,7 +187,7 @@ def simhash_dense_hp():
 
 @pytest.fixture(scope="module")
 def simhash_sparse_hp():
-    return make_hash_params("simhash", 1, SIM_CODES, SIM_DIM, bucket_bits=1, seed=12, density=0.3)
+    return make_hash_params("simhash", 1, SIM_CODES, SIM_DIM, bucket_bits=1, seed=12, simhash_density=0.3)
 
 
 def test_simhash_params_shapes(simhash_dense_hp, simhash_sparse_hp):
@@ -295,7 +295,7 @@ def test_wta_bin2_collision_is_concordant_fraction(rho):
     """m = 2: the code is which of two random distinct coordinates is larger, so P[equal] is the
     fraction of concordant coordinate pairs, (1 + Kendall tau) / 2 without ties."""
     n = 20000
-    hp = make_hash_params("wta", 1, n, WTA_DIM, bucket_bits=1, seed=21, bin_size=2)
+    hp = make_hash_params("wta", 1, n, WTA_DIM, bucket_bits=1, seed=21, wta_bin_size=2)
     assert hp.family == WTA and hp.code_bits == 1 and hp.bins.shape == (n, 2)
     assert np.all(hp.bins[:, 0] != hp.bins[:, 1])
     rng = np.random.default_rng(int(rho * 100))
@@ -308,7 +308,7 @@ def test_wta_bin2_collision_is_concordant_fraction(rho):
 
 @pytest.mark.parametrize("m", [2, 4, 8, 16])
 def test_wta_matches_numpy_reference(m):
-    hp = make_hash_params("wta", 3, 200, WTA_DIM, bucket_bits=30, seed=m, bin_size=m)
+    hp = make_hash_params("wta", 3, 200, WTA_DIM, bucket_bits=30, seed=m, wta_bin_size=m)
     assert hp.code_bits == max(1, math.ceil(math.log2(m)))
     assert hp.bins.shape == (600, m)
     # bins are m distinct coordinates
@@ -332,7 +332,7 @@ def test_wta_matches_numpy_reference(m):
 
 def test_wta_collision_increases_with_rank_correlation():
     n = 4000
-    hp = make_hash_params("wta", 1, n, WTA_DIM, bucket_bits=3, seed=5, bin_size=8)
+    hp = make_hash_params("wta", 1, n, WTA_DIM, bucket_bits=3, seed=5, wta_bin_size=8)
     rng = np.random.default_rng(9)
     rhos = [0.0, 0.5, 0.8, 0.95, 1.0]
     rates = []
@@ -353,7 +353,7 @@ def test_wta_collision_increases_with_rank_correlation():
 
 def test_wta_bins_hold_distinct_coordinates_when_dim_not_multiple_of_m():
     for dim, m in ((10, 4), (129, 8)):
-        hp = make_hash_params("wta", 4, 50, dim, bucket_bits=12, seed=3, bin_size=m)
+        hp = make_hash_params("wta", 4, 50, dim, bucket_bits=12, seed=3, wta_bin_size=m)
         assert all(len(set(r)) == m for r in hp.bins.tolist()), (dim, m)
 
 
@@ -362,7 +362,7 @@ def test_wta_bins_hold_distinct_coordinates_when_dim_not_multiple_of_m():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dwta_hp():
-    return make_hash_params("dwta", 4, 250, 300, bucket_bits=12, seed=31, bin_size=8)
+    return make_hash_params("dwta", 4, 250, 300, bucket_bits=12, seed=31, wta_bin_size=8)
 
 
 def _sparse_vec(dim, nnz, rng, positive=False):
@@ -374,8 +374,8 @@ def _sparse_vec(dim, nnz, rng, positive=False):
 
 
 def test_dwta_equals_wta_on_vectors_without_zeros():
-    hp = make_hash_params("dwta", 4, 100, WTA_DIM, bucket_bits=12, seed=32, bin_size=8)
-    hp_wta = make_hash_params("wta", 4, 100, WTA_DIM, bucket_bits=12, seed=32, bin_size=8)
+    hp = make_hash_params("dwta", 4, 100, WTA_DIM, bucket_bits=12, seed=32, wta_bin_size=8)
+    hp_wta = make_hash_params("wta", 4, 100, WTA_DIM, bucket_bits=12, seed=32, wta_bin_size=8)
     assert hp.family == DWTA and hp_wta.family == WTA
     assert np.array_equal(hp.bins, hp_wta.bins)  # same seed, same permutations
     rng = np.random.default_rng(1)
@@ -537,7 +537,7 @@ def test_doph_dense_and_sparse_forms_agree(doph_hp):
 def test_codes_to_keys_matches_reference(family, K, bin_size, bucket_bits):
     L = 40
     dim = 64
-    hp = make_hash_params(family, K, L, dim, bucket_bits=bucket_bits, seed=K, bin_size=bin_size)
+    hp = make_hash_params(family, K, L, dim, bucket_bits=bucket_bits, seed=K, wta_bin_size=bin_size)
     cb = code_bits_of(family, bin_size)
     assert hp.code_bits == cb
     assert hp.bucket_bits == min(bucket_bits, K * cb)
@@ -560,7 +560,7 @@ def test_packed_keys_are_injective():
     """Each code has its own bit range: all 8**3 WTA code tuples give 512 distinct keys (the
     public C++ code shifts 3-bit codes by 2 bits, so tuples collide)."""
     K, m = 3, 8
-    hp = make_hash_params("wta", K, 1, 16, bucket_bits=9, seed=0, bin_size=m)
+    hp = make_hash_params("wta", K, 1, 16, bucket_bits=9, seed=0, wta_bin_size=m)
     grid = np.array(np.meshgrid(*[np.arange(m)] * K, indexing="ij")).reshape(K, -1).T
     keys = [int(keys_of(hp, row.astype(np.int64))[0]) for row in grid]
     assert len(set(keys)) == m ** K == 512
@@ -577,18 +577,18 @@ def test_folded_keys_spread_over_buckets():
 
 @pytest.mark.parametrize("family", ["simhash", "wta", "dwta", "doph"])
 def test_hash_rows_keys_matches_per_row_hashing(family):
-    hp = make_hash_params(family, 3, 12, 40, bucket_bits=10, seed=5, bin_size=4, doph_top=8)
+    hp = make_hash_params(family, 3, 12, 40, bucket_bits=10, seed=5, wta_bin_size=4, doph_top=8)
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((37, 40)).astype(np.float32)
     rows[rows < -0.5] = 0.0
-    keys = np.empty((37, hp.L), np.int64)
+    keys = np.empty((37, hp.n_tables), np.int64)
     hash_rows_keys(hp, rows, keys, 2)
     scratch = make_scratch(hp, 1)
     for r in range(37):
         assert np.array_equal(keys[r], keys_of(hp, codes_dense(hp, rows[r], scratch)))
     if family == "simhash":
         keys2 = np.empty_like(keys)
-        zero = np.zeros(max(len(rows), hp.K * hp.L), np.float32)
+        zero = np.zeros(max(len(rows), hp.hashes_per_table * hp.n_tables), np.float32)
         simhash_signs_to_keys(hp, np.ascontiguousarray(rows @ hp.proj.T, np.float32), zero, zero, zero, keys2, 2)
         assert np.array_equal(keys, keys2)
 
@@ -597,8 +597,8 @@ def test_hash_rows_keys_matches_per_row_hashing(family):
 # tables filled by rebuild_tables
 # ---------------------------------------------------------------------------------------------
 def _tables(hp, bucket_size):
-    buckets = np.full((hp.L, 1 << hp.bucket_bits, bucket_size), -1, np.int32)
-    fill = np.zeros((hp.L, 1 << hp.bucket_bits), np.int32)
+    buckets = np.full((hp.n_tables, 1 << hp.bucket_bits, bucket_size), -1, np.int32)
+    fill = np.zeros((hp.n_tables, 1 << hp.bucket_bits), np.int32)
     return buckets, fill
 
 
@@ -608,7 +608,7 @@ def test_rebuild_inserts_every_neuron_in_its_bucket(family, center):
     """Every neuron lands in the bucket its hashed vector ([w, b], centred or not) has; the
     SimHash rebuild folds bias and centring into its BLAS product instead of hashing a copy."""
     d, N = 30, 300
-    hp = make_hash_params(family, 2, 6, d + 1, bucket_bits=4, seed=2, bin_size=4)
+    hp = make_hash_params(family, 2, 6, d + 1, bucket_bits=4, seed=2, wta_bin_size=4)
     rng = np.random.default_rng(0)
     W = (rng.standard_normal((N, d)) + 0.5).astype(np.float32)
     b = rng.standard_normal(N).astype(np.float32)
@@ -618,9 +618,9 @@ def test_rebuild_inserts_every_neuron_in_its_bucket(family, center):
     assert np.all(fill.sum(axis=1) == N)
     c = mean_neuron(W, b, False) if center else None
     rows = neuron_rows(W, b, np.arange(N), input_major=False, mips=False, max_norm=1.0, center=c)
-    keys = np.empty((N, hp.L), np.int64)
+    keys = np.empty((N, hp.n_tables), np.int64)
     hash_rows_keys(hp, rows, keys, 1)
-    for t in range(hp.L):
+    for t in range(hp.n_tables):
         for key in range(1 << hp.bucket_bits):
             got = buckets[t, key, : fill[t, key]]
             assert sorted(got.tolist()) == np.flatnonzero(keys[:, t] == key).tolist()
@@ -662,11 +662,11 @@ def _reservoir_position_chi2(chunk):
         pos = np.empty(N, np.int64)
         pos[order] = np.arange(N)
         full = np.flatnonzero(fill.ravel() == N)
-        assert len(full) == hp.L  # one bucket per table got everything
+        assert len(full) == hp.n_tables  # one bucket per table got everything
         kept = buckets.reshape(-1, cap)[full]
         assert np.all(np.sort(kept, axis=1)[:, 1:] != np.sort(kept, axis=1)[:, :-1])  # distinct
         np.add.at(counts, pos[kept.ravel()], 1)
-    S = n_epochs * hp.L
+    S = n_epochs * hp.n_tables
     p = cap / N
     E = S * p
     stat = np.sum((counts - E) ** 2) / (E * (1 - p) * N / (N - 1))
@@ -710,7 +710,7 @@ def _retrieve(hp, buckets, fill, q, budget, N, tag, state):
     scratch = make_scratch(hp, 1)
     codes = np.empty(n_codes(hp), np.int64)
     hash_dense(hp, q, codes, scratch, 0)
-    keys = np.empty(hp.L, np.int64)
+    keys = np.empty(hp.n_tables, np.int64)
     codes_to_keys(hp, codes, keys)
     stamp, count, cand, out, order, rng = state
     n = select_active(buckets, fill, keys, TOPK, budget, 1, stamp, count, tag, cand, out, 0, order, rng)

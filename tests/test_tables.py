@@ -3,7 +3,7 @@
 
 Insertion policies (FIFO keeps the latest ids, reservoir a uniform sample), the three active-set
 selection modes against a NumPy counting reference, stamping (no duplicates, tags reused across
-samples without clearing), random padding, and edge cases of the budget. Fixed seeds throughout.
+samples without clearing), random padding, and edge cases of active_size. Fixed seeds throughout.
 """
 
 from __future__ import annotations
@@ -61,14 +61,14 @@ class Selector:
         self.tag += 1
         return self.tag
 
-    def select(self, buckets, fill, keys, mode, budget, threshold=1, preset=()):
+    def select(self, buckets, fill, keys, mode, active_size, threshold=1, preset=()):
         tag = self.new_tag()
         n_out = 0
         for j in preset:  # ids already in the active set (e.g. the true labels)
             self.stamp[j] = tag
             self.out[n_out] = j
             n_out += 1
-        n = select_active(buckets, fill, np.asarray(keys, np.int64), mode, budget, threshold,
+        n = select_active(buckets, fill, np.asarray(keys, np.int64), mode, active_size, threshold,
                           self.stamp, self.count, tag, self.cand, self.out, n_out, self.order, self.rng)
         return self.out[:n].copy()
 
@@ -208,7 +208,7 @@ def test_vanilla_returns_union_without_duplicates(random_tables):
     L, nb, cap = buckets.shape
     sel = Selector(N, L, cap)
     for keys in _queries(10, L, nb):
-        got = sel.select(buckets, fill, keys, VANILLA, budget=10 ** 6)
+        got = sel.select(buckets, fill, keys, VANILLA, active_size=10 ** 6)
         union = set(j for lst in retrieved_lists(buckets, fill, keys) for j in lst)
         assert len(got) == len(set(got.tolist())) == len(union)
         assert set(got.tolist()) == union
@@ -220,10 +220,10 @@ def test_vanilla_stops_at_budget_visiting_tables_in_random_order(random_tables):
     sel = Selector(N, L, cap)
     firsts = set()
     for keys in _queries(20, L, nb, seed=2):
-        budget = 7
-        got = sel.select(buckets, fill, keys, VANILLA, budget=budget)
+        active_size = 7
+        got = sel.select(buckets, fill, keys, VANILLA, active_size=active_size)
         lists = retrieved_lists(buckets, fill, keys)
-        # reference: union in the table order the kernel drew, truncated at the budget
+        # reference: union in the table order the kernel drew, truncated at active_size
         order = sel.order.tolist()
         assert sorted(order) == list(range(L))
         seen = []
@@ -231,22 +231,22 @@ def test_vanilla_stops_at_budget_visiting_tables_in_random_order(random_tables):
             for j in lists[t]:
                 if j not in seen:
                     seen.append(j)
-        assert got.tolist() == seen[:budget]
+        assert got.tolist() == seen[:active_size]
         firsts.add(order[0])
     assert len(firsts) > 3  # the first table visited varies
 
 
-@pytest.mark.parametrize("budget", [1, 5, 12, 25, 40])
-def test_topk_returns_the_most_frequent_ids(random_tables, budget):
+@pytest.mark.parametrize("active_size", [1, 5, 12, 25, 40])
+def test_topk_returns_the_most_frequent_ids(random_tables, active_size):
     N, buckets, fill = random_tables
     L, nb, cap = buckets.shape
     sel = Selector(N, L, cap)
     n_partial = 0
     for keys in _queries(15, L, nb, seed=3):
-        got = sel.select(buckets, fill, keys, TOPK, budget=budget)
+        got = sel.select(buckets, fill, keys, TOPK, active_size=active_size)
         counts = ref_counts(buckets, fill, keys, N)
         cands = np.flatnonzero(counts)
-        assert len(got) == len(set(got.tolist())) == min(budget, len(cands))
+        assert len(got) == len(set(got.tolist())) == min(active_size, len(cands))
         assert set(got.tolist()) <= set(cands.tolist())
         rest = np.setdiff1d(cands, got)
         if len(rest):
@@ -254,10 +254,10 @@ def test_topk_returns_the_most_frequent_ids(random_tables, budget):
             # every kept id was returned by at least as many tables as any dropped one
             assert counts[got].min() >= counts[rest].max()
             # so the multiset of kept counts is the top of the sorted counts (ties either way)
-            assert np.array_equal(np.sort(counts[got])[::-1], np.sort(counts[cands])[::-1][:budget])
+            assert np.array_equal(np.sort(counts[got])[::-1], np.sort(counts[cands])[::-1][:active_size])
         # the kernel's count buffer agrees with the reference for every candidate
         assert np.array_equal(sel.count[cands], counts[cands])
-    if budget <= 12:
+    if active_size <= 12:
         assert n_partial > 0
 
 
@@ -269,11 +269,11 @@ def test_threshold_returns_ids_in_enough_tables(random_tables, threshold):
     for keys in _queries(15, L, nb, seed=4):
         counts = ref_counts(buckets, fill, keys, N)
         want = set(np.flatnonzero(counts >= threshold).tolist())
-        got = sel.select(buckets, fill, keys, THRESHOLD, budget=10 ** 6, threshold=threshold)
+        got = sel.select(buckets, fill, keys, THRESHOLD, active_size=10 ** 6, threshold=threshold)
         assert len(got) == len(set(got.tolist()))
         assert set(got.tolist()) == want
-        # capped by the budget: a subset of the qualifying ids
-        got = sel.select(buckets, fill, keys, THRESHOLD, budget=3, threshold=threshold)
+        # capped by active_size: a subset of the qualifying ids
+        got = sel.select(buckets, fill, keys, THRESHOLD, active_size=3, threshold=threshold)
         assert len(got) == min(3, len(want)) and set(got.tolist()) <= want
 
 
@@ -286,13 +286,13 @@ def test_preset_ids_are_kept_and_never_duplicated(random_tables, mode):
         lists = retrieved_lists(buckets, fill, keys)
         union = sorted(set(j for lst in lists for j in lst))
         preset = union[:3] + [j for j in range(N) if j not in union][:2]  # retrieved and not
-        budget = 10
-        got = sel.select(buckets, fill, keys, mode, budget=budget, threshold=1, preset=preset)
+        active_size = 10
+        got = sel.select(buckets, fill, keys, mode, active_size=active_size, threshold=1, preset=preset)
         assert got[: len(preset)].tolist() == preset
         assert len(got) == len(set(got.tolist()))
         added = got[len(preset):]
-        # the budget is the size of the whole active set, preset ids included
-        assert len(added) == min(budget - len(preset), len(union) - 3)
+        # active_size is the size of the whole active set, preset ids included
+        assert len(added) == min(active_size - len(preset), len(union) - 3)
         assert not set(added.tolist()) & set(preset)
         assert set(added.tolist()) <= set(union)
 
@@ -304,12 +304,12 @@ def test_tags_need_no_clearing_between_samples(random_tables):
     shared = Selector(N, L, cap)
     for i, keys in enumerate(_queries(12, L, nb, seed=6)):
         mode = (VANILLA, TOPK, THRESHOLD)[i % 3]
-        budget = (200, 9, 200)[i % 3]
+        active_size = (200, 9, 200)[i % 3]
         fresh = Selector(N, L, cap)
         fresh.tag = shared.tag  # same tag: VANILLA's random order comes from rng, not the tag
         fresh.rng[:] = shared.rng
-        a = shared.select(buckets, fill, keys, mode, budget, threshold=2)
-        b = fresh.select(buckets, fill, keys, mode, budget, threshold=2)
+        a = shared.select(buckets, fill, keys, mode, active_size, threshold=2)
+        b = fresh.select(buckets, fill, keys, mode, active_size, threshold=2)
         assert a.tolist() == b.tolist()
 
 
@@ -323,17 +323,17 @@ def test_budget_larger_than_layer_and_out_buffer():
     union = set(j for lst in retrieved_lists(buckets, fill, q) for j in lst)
     for mode in (VANILLA, TOPK, THRESHOLD):
         sel = Selector(N, L, cap)  # out has room for exactly N ids
-        got = sel.select(buckets, fill, q, mode, budget=10 * N)
+        got = sel.select(buckets, fill, q, mode, active_size=10 * N)
         assert set(got.tolist()) == union and len(got) == len(union)
-        # an out buffer smaller than the budget caps the result at its size
+        # an out buffer smaller than active_size caps the result at its size
         small = Selector(N, L, cap, out_size=4)
-        got = small.select(buckets, fill, q, mode, budget=10 * N)
+        got = small.select(buckets, fill, q, mode, active_size=10 * N)
         assert len(got) == min(4, len(union)) and set(got.tolist()) <= union
     # every neuron in every bucket: all N ids, each counted L times
     buckets, fill = empty_tables(L, 1, N)
     insert_keys(buckets, fill, np.zeros((L, N), np.int32), np.arange(N, dtype=np.int32), FIFO, 0, 0)
     sel = Selector(N, L, N)
-    got = sel.select(buckets, fill, np.zeros(L), TOPK, budget=10 * N)
+    got = sel.select(buckets, fill, np.zeros(L), TOPK, active_size=10 * N)
     assert sorted(got.tolist()) == list(range(N))
     assert np.all(sel.count == L)
 
@@ -343,7 +343,7 @@ def test_empty_tables_select_nothing():
     buckets, fill = empty_tables(L, nb, cap)
     for mode in (VANILLA, TOPK, THRESHOLD):
         sel = Selector(N, L, cap)
-        assert len(sel.select(buckets, fill, [0, 1, 2], mode, budget=5)) == 0
+        assert len(sel.select(buckets, fill, [0, 1, 2], mode, active_size=5)) == 0
 
 
 @pytest.mark.parametrize("mode", [TOPK, THRESHOLD])
@@ -352,10 +352,10 @@ def test_zero_budget_adds_nothing_counting_modes(random_tables, mode):
     L, nb, cap = buckets.shape
     sel = Selector(N, L, cap)
     keys = _queries(1, L, nb, seed=8)[0]
-    assert len(sel.select(buckets, fill, keys, mode, budget=0)) == 0
-    assert sel.select(buckets, fill, keys, mode, budget=0, preset=[4]).tolist() == [4]
-    # preset ids already fill the budget: nothing is added
-    assert sel.select(buckets, fill, keys, mode, budget=2, preset=[4, 9]).tolist() == [4, 9]
+    assert len(sel.select(buckets, fill, keys, mode, active_size=0)) == 0
+    assert sel.select(buckets, fill, keys, mode, active_size=0, preset=[4]).tolist() == [4]
+    # preset ids already fill the active_size: nothing is added
+    assert sel.select(buckets, fill, keys, mode, active_size=2, preset=[4, 9]).tolist() == [4, 9]
 
 
 def test_zero_budget_adds_nothing_vanilla(random_tables):
@@ -363,8 +363,8 @@ def test_zero_budget_adds_nothing_vanilla(random_tables):
     L, nb, cap = buckets.shape
     sel = Selector(N, L, cap)
     keys = _queries(1, L, nb, seed=8)[0]
-    assert len(sel.select(buckets, fill, keys, VANILLA, budget=0)) == 0
-    assert sel.select(buckets, fill, keys, VANILLA, budget=1, preset=[4]).tolist() == [4]
+    assert len(sel.select(buckets, fill, keys, VANILLA, active_size=0)) == 0
+    assert sel.select(buckets, fill, keys, VANILLA, active_size=1, preset=[4]).tolist() == [4]
 
 
 # ---------------------------------------------------------------------------------------------

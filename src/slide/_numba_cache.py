@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-_COMPILED = ["kernels", "predict.py", "lsh.py"]
+_COMPILED = ["kernels", "network.py"]  # every module with @njit code
 
 
 def source_hash() -> str:

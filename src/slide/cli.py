@@ -333,7 +333,7 @@ def _layer_record(s) -> dict:
     """A layer's resolved settings for metrics.json, under the parameters' own names."""
     rec = {"n_in": s.n_in, "n_out": s.n_out, "lsh": s.lsh}
     if s.lsh:
-        rec.update(hashes_per_table=s.K, n_tables=s.L, bucket_bits=s.bucket_bits, bucket_size=s.bucket_size,
+        rec.update(hashes_per_table=s.hashes_per_table, n_tables=s.n_tables, bucket_bits=s.bucket_bits, bucket_size=s.bucket_size,
                    active_size=s.active_size, min_active=s.min_active)
     return rec
 

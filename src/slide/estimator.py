@@ -73,6 +73,11 @@ def _verbose_logging(verbose: int):
             log.removeHandler(handler)
 
 
+def _from_state(name: str, doc: str) -> property:
+    """A read-only fitted attribute: ``name`` of the fitted TrainState."""
+    return property(lambda self: getattr(self._fitted(), name), doc=doc)
+
+
 class SlideClassifier(ClassifierMixin, BaseEstimator):
     """Extreme multi-label classifier trained with LSH-selected sparse activations (SLIDE).
 
@@ -187,41 +192,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return hasattr(self, "state_")
 
     # fitted attributes, read from the one owner
-    @property
-    def n_labels_(self) -> int:
-        return self._fitted().n_labels
-
-    @property
-    def coefs_(self) -> list:
-        return self._fitted().weights
-
-    @property
-    def intercepts_(self) -> list:
-        return self._fitted().biases
-
-    @property
-    def layer_specs_(self) -> list:
-        return self._fitted().specs
-
-    @property
-    def history_(self) -> list:
-        return self._fitted().history
-
-    @property
-    def timings_(self) -> dict:
-        return self._fitted().timings
-
-    @property
-    def n_iter_(self) -> int:
-        return len(self._fitted().history)
-
-    @property
-    def recipe_(self) -> list:
-        return self._fitted().recipe
-
-    @property
-    def data_profile_(self):
-        return self._fitted().data_profile
+    n_labels_ = _from_state("n_labels", "Number of labels (output neurons).")
+    coefs_ = _from_state("weights", "Weight matrix of each layer (layer 0 (n_features, n_out), later "
+                         "layers (n_out, n_in)).")
+    intercepts_ = _from_state("biases", "Bias vector of each layer.")
+    layer_specs_ = _from_state("specs", "Resolved settings of each layer (slide.network.LayerSpec).")
+    history_ = _from_state("history", "One record per epoch: loss, speed, evaluation.")
+    timings_ = _from_state("timings", "Seconds spent per phase of training.")
+    n_iter_ = property(lambda self: len(self._fitted().history), doc="Epochs trained.")
+    recipe_ = _from_state("recipe", "The 'auto' values chosen from the data, each with its reason.")
+    data_profile_ = _from_state("data_profile", "The statistics of the training data the recipe read.")
 
     @property
     def classes_(self) -> np.ndarray:
@@ -491,7 +471,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         """Quality of the output layer's LSH retrieval on X: the fraction of each row's true
         top-``k`` logits that its active set (as used by ``predict(mode='lsh')``) contains, the
         mean active-set size, and the mean share of the full softmax mass it holds. The number
-        that tells whether K, L and the bucket size are right."""
+        that tells whether hashes_per_table, n_tables and bucket_size are right."""
         state = self._fitted()
         if not state.specs[-1].lsh:
             raise ParameterError("retrieval_recall needs an LSH output layer (lsh_layers includes the output).")

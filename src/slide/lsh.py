@@ -41,17 +41,20 @@ def _empty(dtype, ndim):
     return np.zeros((0,) * ndim, dtype)
 
 
-def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int, seed: int,
-                     bin_size: int = 8, density: float = 1.0, doph_top: int = 32) -> HashParams:
-    """Draw the random parameters of ``L`` tables of ``K`` codes over ``dim``-dimensional vectors.
+def make_hash_params(hash_family: str, hashes_per_table: int, n_tables: int, dim: int, *, bucket_bits: int,
+                     seed: int, wta_bin_size: int = 8, simhash_density: float = 1.0,
+                     doph_top: int = 32) -> HashParams:
+    """Draw the random parameters of ``n_tables`` tables of ``hashes_per_table`` codes over
+    ``dim``-dimensional vectors.
 
-    ``bucket_bits`` is capped at K * code_bits (a table cannot have more distinct keys than that).
+    ``bucket_bits`` is capped at hashes_per_table * code_bits (a table cannot have more distinct
+    keys than that).
     """
     rng = np.random.default_rng(seed)
-    fam = FAMILIES[family]
-    n_codes = K * L
-    cb = code_bits_of(family, bin_size)
-    bucket_bits = int(min(bucket_bits, K * cb))
+    fam = FAMILIES[hash_family]
+    n_codes = hashes_per_table * n_tables
+    cb = code_bits_of(hash_family, wta_bin_size)
+    bucket_bits = int(min(bucket_bits, hashes_per_table * cb))
     i32 = np.int32
     proj = proj_t = _empty(np.float32, 2)
     sp_indptr, sp_indices, sp_signs = np.zeros(1, i32), _empty(i32, 1), _empty(np.float32, 1)
@@ -61,11 +64,11 @@ def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int,
     doph_a = doph_b = _empty(np.uint64, 1)
     if fam == SIMHASH:
         signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=(n_codes, dim))
-        if density >= 1.0:
+        if simhash_density >= 1.0:
             proj = np.ascontiguousarray(signs)
             proj_t = np.ascontiguousarray(signs.T)
         else:
-            keep = rng.random((n_codes, dim)) < density
+            keep = rng.random((n_codes, dim)) < simhash_density
             R = sp.csr_matrix(np.where(keep, signs, 0).astype(np.float32))
             R.sort_indices()
             sp_indptr, sp_indices, sp_signs = R.indptr.astype(i32), R.indices.astype(i32), R.data
@@ -73,25 +76,25 @@ def make_hash_params(family: str, K: int, L: int, dim: int, *, bucket_bits: int,
             Rt.sort_indices()
             sp_t_indptr, sp_t_codes, sp_t_signs = Rt.indptr.astype(i32), Rt.indices.astype(i32), Rt.data
     elif fam in (WTA, DWTA):
-        # each permutation is cut into dim // bin_size whole bins (the rest is dropped), so the
+        # each permutation is cut into dim // wta_bin_size whole bins (the rest is dropped), so the
         # coordinates of one bin are always distinct
-        per_perm = dim // bin_size
+        per_perm = dim // wta_bin_size
         n_perm = math.ceil(n_codes / per_perm)
-        perm = np.concatenate([rng.permutation(dim)[: per_perm * bin_size] for _ in range(n_perm)])
-        bins = perm[: n_codes * bin_size].reshape(n_codes, bin_size).astype(i32)
+        perm = np.concatenate([rng.permutation(dim)[: per_perm * wta_bin_size] for _ in range(n_perm)])
+        bins = perm[: n_codes * wta_bin_size].reshape(n_codes, wta_bin_size).astype(i32)
         flat = bins.ravel()
         order = np.argsort(flat, kind="stable")
-        coord_code = (order // bin_size).astype(i32)
-        coord_pos = (order % bin_size).astype(i32)
+        coord_code = (order // wta_bin_size).astype(i32)
+        coord_pos = (order % wta_bin_size).astype(i32)
         coord_indptr = np.zeros(dim + 1, i32)
         np.cumsum(np.bincount(flat, minlength=dim), out=coord_indptr[1:])
     else:
-        doph_a = rng.integers(1, 2**63, size=L, dtype=np.uint64) | np.uint64(1)
-        doph_b = rng.integers(0, 2**63, size=L, dtype=np.uint64)
+        doph_a = rng.integers(1, 2**63, size=n_tables, dtype=np.uint64) | np.uint64(1)
+        doph_b = rng.integers(0, 2**63, size=n_tables, dtype=np.uint64)
     seed64 = np.uint64(rng.integers(0, 2**63))
     fold_mult = np.uint64(rng.integers(0, 2**63)) * np.uint64(2) + np.uint64(1)
     return HashParams(
-        fam, int(K), int(L), int(cb), bucket_bits, int(dim), seed64, fold_mult,
+        fam, int(hashes_per_table), int(n_tables), int(cb), bucket_bits, int(dim), seed64, fold_mult,
         proj, proj_t, sp_indptr, sp_indices, sp_signs, sp_t_indptr, sp_t_codes, sp_t_signs,
         bins, coord_indptr, coord_code, coord_pos, doph_a, doph_b, int(doph_top),
     )
@@ -165,10 +168,10 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
         p_b = hp.proj[:, d].copy()
         shift = -(c @ hp.proj.T) if c is not None else np.zeros(hp.proj.shape[0], np.float32)
     elif hp.family == SIMHASH:  # rows hashed as they are: nothing to add to their projections
-        zero = np.zeros(max(min(chunk, n_neurons), hp.K * hp.L), np.float32)
+        zero = np.zeros(max(min(chunk, n_neurons), hp.hashes_per_table * hp.n_tables), np.float32)
     # keys_t[t, j]: neuron j's bucket in table t (buckets hold < 2**31 keys: bucket_bits <= 22)
-    keys_t = np.empty((hp.L, n_neurons), np.int32)
-    keys = np.empty((min(chunk, n_neurons), hp.L), np.int64)
+    keys_t = np.empty((hp.n_tables, n_neurons), np.int32)
+    keys = np.empty((min(chunk, n_neurons), hp.n_tables), np.int64)
     for s in range(0, n_neurons, chunk):
         e = min(n_neurons, s + chunk)
         k = keys[: e - s]
@@ -184,7 +187,7 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
                 if hp.proj.shape[0] > 0:  # dense projections with the MIPS transform
                     vals = rows @ hp.proj.T
                 else:
-                    R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.K * hp.L, hp.dim))
+                    R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.hashes_per_table * hp.n_tables, hp.dim))
                     vals = (R @ rows.T).T
                 simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, k, n_threads)
         keys_t[:, s:e] = k.T

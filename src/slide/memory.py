@@ -35,12 +35,13 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
         per_thread += T * (s.n_in * F32 if l > 0 else 0)  # dinput
         if s.lsh:
             n_buckets = 1 << s.bucket_bits
-            tables += s.L * n_buckets * (s.bucket_size + 1) * I32
+            tables += s.n_tables * n_buckets * (s.bucket_size + 1) * I32
             if s.sampler == "log_uniform":
                 tables += s.n_out * (I32 + I64)  # padding sampler: frequency ranks, log(1 - q)
                 per_sample += s.min_active * (I32 + I64)  # the batch's drawn sequence
-            per_thread += T * (s.n_out * (I64 + I32) + s.L * s.bucket_size * I32 + s.K * s.L * (I64 + F32 + I64)
-                               + 3 * s.L * I64 + (s.hash_dim + 1) * (F32 + I32 + I64))
+            per_thread += T * (s.n_out * (I64 + I32) + s.n_tables * s.bucket_size * I32
+                               + s.hashes_per_table * s.n_tables * (I64 + F32 + I64)
+                               + 3 * s.n_tables * I64 + (s.hash_dim + 1) * (F32 + I32 + I64))
         # optimiser pass: counting-sort arrays over rows, entries, gradient rows
         n_rows = s.n_in if l == 0 else s.n_out
         n_ent = B * max_nnz if l == 0 else (B * cap if s.lsh else 0)

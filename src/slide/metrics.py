@@ -410,6 +410,21 @@ class _Sums:
         return out
 
 
+_INPUTS = """\
+    Y_true : sparse matrix or array, shape (n, L), or list of n label-id lists
+        Ground truth; every stored non-zero (every listed id) marks a relevant label.
+    top_k_labels : int array, shape (n, m), or sparse score matrix, shape (n, L)
+        Predicted label ids, best first, ``m`` at least the cut-off (``-1``: no prediction,
+        a miss); or scores, each row ranked by decreasing score (ties: the lower id first)."""
+
+
+def _inputs_doc(f):
+    """Write the shared description of ``Y_true`` and ``top_k_labels`` into f's docstring."""
+    if f.__doc__:  # None under python -OO
+        f.__doc__ = f.__doc__.replace("    {inputs}", _INPUTS)
+    return f
+
+
 def _single(Y_true, top_k_labels, k) -> tuple[int, _Truth, np.ndarray]:
     """Validate the arguments shared by the single-cut-off metrics."""
     k = _check_k(k)
@@ -423,6 +438,7 @@ def _single(Y_true, top_k_labels, k) -> tuple[int, _Truth, np.ndarray]:
 # --------------------------------------------------------------------------------------
 
 
+@_inputs_doc
 def precision_at_k(Y_true, top_k_labels, k: int = 1) -> float:
     r"""Precision at ``k``.
 
@@ -437,11 +453,7 @@ def precision_at_k(Y_true, top_k_labels, k: int = 1) -> float:
 
     Parameters
     ----------
-    Y_true : scipy.sparse matrix, shape (n, L)
-        Ground truth; every stored non-zero marks a relevant label (any dtype).
-    top_k_labels : array_like of int, shape (n, m)
-        Predicted label ids, best first, with ``m >= k``. ``-1`` means "no prediction" and
-        counts as a miss.
+    {inputs}
     k : int, default 1
         Cut-off, ``1 <= k <= m``.
 
@@ -453,8 +465,8 @@ def precision_at_k(Y_true, top_k_labels, k: int = 1) -> float:
     Raises
     ------
     DataFormatError
-        If the inputs are not a sparse matrix and an integer array with the same number of
-        rows, or a label id is outside ``[-1, L)``.
+        If the inputs are not of the forms above or disagree in their number of rows, or a
+        label id is outside ``[-1, L)``.
     ParameterError
         If ``k < 1`` or ``k > m``.
     """
@@ -465,6 +477,7 @@ def precision_at_k(Y_true, top_k_labels, k: int = 1) -> float:
     return sums.precision(0)
 
 
+@_inputs_doc
 def ndcg_at_k(Y_true, top_k_labels, k: int = 5) -> float:
     r"""Normalised discounted cumulative gain at ``k``.
 
@@ -481,10 +494,7 @@ def ndcg_at_k(Y_true, top_k_labels, k: int = 5) -> float:
 
     Parameters
     ----------
-    Y_true : scipy.sparse matrix, shape (n, L)
-        Ground truth; every stored non-zero marks a relevant label (any dtype).
-    top_k_labels : array_like of int, shape (n, m)
-        Predicted label ids, best first, ``m >= k``; ``-1`` means "no prediction" (a miss).
+    {inputs}
     k : int, default 5
         Cut-off, ``1 <= k <= m``.
 
@@ -544,6 +554,7 @@ def label_propensities(Y_train, A: float = 0.55, B: float = 1.5) -> np.ndarray:
     return _propensities(truth, A, B)
 
 
+@_inputs_doc
 def psprecision_at_k(
     Y_true,
     top_k_labels,
@@ -575,10 +586,7 @@ def psprecision_at_k(
 
     Parameters
     ----------
-    Y_true : scipy.sparse matrix, shape (n, L)
-        Ground truth; every stored non-zero marks a relevant label (any dtype).
-    top_k_labels : array_like of int, shape (n, m)
-        Predicted label ids, best first, ``m >= k``; ``-1`` means "no prediction" (a miss).
+    {inputs}
     k : int, default 1
         Cut-off, ``1 <= k <= m``.
     propensities : array_like of float, shape (L,), optional
@@ -621,6 +629,7 @@ def psprecision_at_k(
     return sums.psp_value(0, normalize=bool(normalize))
 
 
+@_inputs_doc
 def recall_at_k(Y_true, top_k_labels, k: int = 5) -> float:
     r"""Recall at ``k``, averaged over the rows that have at least one relevant label.
 
@@ -635,10 +644,7 @@ def recall_at_k(Y_true, top_k_labels, k: int = 5) -> float:
 
     Parameters
     ----------
-    Y_true : scipy.sparse matrix, shape (n, L)
-        Ground truth; every stored non-zero marks a relevant label (any dtype).
-    top_k_labels : array_like of int, shape (n, m)
-        Predicted label ids, best first, ``m >= k``; ``-1`` means "no prediction" (a miss).
+    {inputs}
     k : int, default 5
         Cut-off, ``1 <= k <= m``.
 
@@ -659,15 +665,13 @@ def recall_at_k(Y_true, top_k_labels, k: int = 5) -> float:
     return sums.recall_value(0)
 
 
+@_inputs_doc
 def evaluate(Y_true, top_k_labels, ks=(1, 3, 5), propensities=None) -> dict[str, float]:
     r"""All metrics at several cut-offs in one pass.
 
     Parameters
     ----------
-    Y_true : scipy.sparse matrix, shape (n, L)
-        Ground truth; every stored non-zero marks a relevant label (any dtype).
-    top_k_labels : array_like of int, shape (n, m)
-        Predicted label ids, best first, ``m >= max(ks)``; ``-1`` means "no prediction".
+    {inputs}
     ks : sequence of int, default (1, 3, 5)
         Distinct cut-offs, each ``>= 1``.
     propensities : array_like of float, shape (L,), optional

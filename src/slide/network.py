@@ -53,9 +53,9 @@ class LayerSpec:
     n_in: int
     n_out: int
     lsh: bool
-    family: str = "simhash"
-    K: int = 1
-    L: int = 1
+    hash_family: str = "simhash"
+    hashes_per_table: int = 1
+    n_tables: int = 1
     bucket_bits: int = 1
     bucket_size: int = 1
     insertion: str = "fifo"
@@ -67,8 +67,8 @@ class LayerSpec:
     sample_correction: bool = True
     sampler: str = "uniform"
     mips: bool = False
-    bin_size: int = 8
-    density: float = 1.0
+    wta_bin_size: int = 8
+    simhash_density: float = 1.0
     doph_top: int = 32
 
     @property
@@ -82,17 +82,17 @@ class LayerSpec:
         return int(min(self.n_out, max(self.active_size, self.min_active) + max_labels))
 
 
-# One rebuild of an LSH layer hashes all n_out neurons (n_out x n_in x K L multiply-adds, in one
-# BLAS product); one batch gathers its samples' active rows forward, backward and in the
-# optimiser (about 3 x batch x active x n_in, scattered). Per multiply-add the product runs this
-# many times faster (measured on amazon-670k's output layer: one rebuild took 1.85 s, as long as
-# 10.7 of its batches, where the counts alone say 232).
+# One rebuild of an LSH layer hashes all n_out neurons (n_out x n_in x hashes_per_table x
+# n_tables multiply-adds, in one BLAS product); one batch gathers its samples' active rows
+# forward, backward and in the optimiser (about 3 x batch x active x n_in, scattered). Per
+# multiply-add the product runs this many times faster (measured on amazon-670k's output layer:
+# one rebuild took 1.85 s, as long as 10.7 of its batches, where the counts alone say 232).
 REBUILD_GEMM_SPEEDUP = 22.0
 
 
 def rebuild_cost_batches(spec: LayerSpec, batch_size: int) -> float:
     """About how many training batches one table rebuild of LSH layer ``spec`` costs."""
-    rebuild = spec.n_out * spec.n_in * spec.K * spec.L
+    rebuild = spec.n_out * spec.n_in * spec.hashes_per_table * spec.n_tables
     batch = 3.0 * batch_size * spec.active_cap(1) * spec.n_in
     return rebuild / (REBUILD_GEMM_SPEEDUP * batch)
 
@@ -180,28 +180,29 @@ def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
     # AUTO_ACTIVE_CAP (0.3% at 670k): on amazon-670k dimensions 2,000 instead of 3,684 trained
     # 1.57x faster with no loss of P@1 (0.4085 vs 0.3765 after 2 epochs at scale 0.05); the
     # optimiser pass is memory-bound on the rows a batch touches (benchmarks/RESULTS.md)
-    active = _count(p["active_size"], n_out, auto_active_size(n_out))
-    min_active = _count(p["min_active"], n_out, int(round(1.2 * active)) if is_output else 0)
+    active_size = _count(p["active_size"], n_out, auto_active_size(n_out))
+    min_active = _count(p["min_active"], n_out, int(round(1.2 * active_size)) if is_output else 0)
     # tables: the query's buckets together hold ~8x the budget (bucket load N / 2**bits
-    # times L tables), so counting how many tables return a neuron has room to rank them
-    L = 32 if p["n_tables"] == "auto" else p["n_tables"]
-    want_bits = max(1, round(math.log2(max(2.0, n_out * L / (8.0 * active)))))
+    # times n_tables tables), so counting how many tables return a neuron has room to rank them
+    n_tables = 32 if p["n_tables"] == "auto" else p["n_tables"]
+    want_bits = max(1, round(math.log2(max(2.0, n_out * n_tables / (8.0 * active_size)))))
     if p["hashes_per_table"] == "auto":
-        K = max(1, min(64 // cb, math.ceil(want_bits / cb)))
+        hashes_per_table = max(1, min(64 // cb, math.ceil(want_bits / cb)))
     else:
-        K = p["hashes_per_table"]
-    if K * cb > 64:
+        hashes_per_table = p["hashes_per_table"]
+    if hashes_per_table * cb > 64:
         raise ParameterError(
             f"The 'hashes_per_table' parameter of SlideClassifier must be at most {64 // cb} for "
-            f"hash_family={family!r} (keys hold K * {cb} bits <= 64). Got {K} instead.")
+            f"hash_family={family!r} (keys hold hashes_per_table * {cb} bits <= 64). "
+            f"Got {hashes_per_table} instead.")
     if p["bucket_bits"] == "auto":
-        bits = min(K * cb, want_bits, 22)
+        bits = min(hashes_per_table * cb, want_bits, 22)
     else:
-        bits = min(p["bucket_bits"], K * cb)
+        bits = min(p["bucket_bits"], hashes_per_table * cb)
     if p["bucket_size"] == "auto":
         # room for ~1.25x the mean load; fuller buckets keep a uniform sample (reservoir).
-        # Capped at 256: selection scans L * bucket_size ids per sample, so on big layers uncapped
-        # buckets made it the slowest phase (amazon-670k: 1024-id buckets, 3.4x the selection
+        # Capped at 256: selection scans n_tables * bucket_size ids per sample, so on big layers
+        # uncapped buckets made it the slowest phase (amazon-670k: 1024-id buckets, 3.4x the selection
         # time of 256 for the same P@1 after 2 epochs; benchmarks/RESULTS.md).
         load = n_out / float(1 << bits)
         bsize = int(min(AUTO_BUCKET_CAP, max(16, 2 ** math.ceil(math.log2(1.25 * load + 1)))))
@@ -214,14 +215,15 @@ def lsh_spec(p: dict, n_in: int, n_out: int, is_output: bool) -> LayerSpec:
                 f"The 'wta_bin_size' parameter of SlideClassifier must be at most the hashed "
                 f"dimension ({dim}). Got {p['wta_bin_size']} instead.")
     return LayerSpec(
-        n_in=n_in, n_out=n_out, lsh=True, family=family, K=int(K), L=int(L),
+        n_in=n_in, n_out=n_out, lsh=True, hash_family=family, hashes_per_table=int(hashes_per_table),
+        n_tables=int(n_tables),
         bucket_bits=int(bits), bucket_size=int(bsize), insertion=p["insertion"],
-        selection=p["selection"], active_size=int(active), threshold=int(p["threshold"]),
+        selection=p["selection"], active_size=int(active_size), threshold=int(p["threshold"]),
         min_active=int(min_active), sample_correction=bool(p["sample_correction"]),
         # label frequencies rank the output neurons only; hidden padding stays uniform
         sampler=p["sampler"] if is_output else "uniform",
-        center=bool(p["center"]), mips=bool(p["mips"]), bin_size=int(p["wta_bin_size"]),
-        density=float(p["simhash_density"]), doph_top=int(p["doph_top"]),
+        center=bool(p["center"]), mips=bool(p["mips"]), wta_bin_size=int(p["wta_bin_size"]),
+        simhash_density=float(p["simhash_density"]), doph_top=int(p["doph_top"]),
     )
 
 
@@ -323,12 +325,13 @@ def make_lsh(specs: list[LayerSpec], seed: int, ranked=None) -> tuple[LSH, list[
             log1mqs.append(np.zeros(0, np.float64))
     for l, s in enumerate(specs):
         if s.lsh:
-            hp = make_hash_params(s.family, s.K, s.L, s.hash_dim, bucket_bits=s.bucket_bits,
-                                  seed=seed * 1000003 + l, bin_size=s.bin_size, density=s.density,
+            hp = make_hash_params(s.hash_family, s.hashes_per_table, s.n_tables, s.hash_dim, bucket_bits=s.bucket_bits,
+                                  seed=seed * 1000003 + l, wta_bin_size=s.wta_bin_size,
+                                  simhash_density=s.simhash_density,
                                   doph_top=s.doph_top)
             hps.append(hp)
-            buckets.append(np.zeros((s.L, 1 << hp.bucket_bits, s.bucket_size), np.int32))
-            fills.append(np.zeros((s.L, 1 << hp.bucket_bits), np.int32))
+            buckets.append(np.zeros((s.n_tables, 1 << hp.bucket_bits, s.bucket_size), np.int32))
+            fills.append(np.zeros((s.n_tables, 1 << hp.bucket_bits), np.int32))
         else:
             hps.append(_dummy_hp())
             buckets.append(np.zeros((0, 0, 0), np.int32))
@@ -340,7 +343,7 @@ def make_lsh(specs: list[LayerSpec], seed: int, ranked=None) -> tuple[LSH, list[
         fill=_tl(fills),
         mips=arr(lambda s: int(s.mips)),
         mode=arr(lambda s: SELECTIONS[s.selection]),
-        limit=arr(lambda s: s.active_size),
+        active_size=arr(lambda s: s.active_size),
         threshold=arr(lambda s: s.threshold),
         min_active=arr(lambda s: s.min_active),
         correct=arr(lambda s: int(s.sample_correction)),
@@ -371,10 +374,10 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
         on = s.lsh
         stamp.append(np.zeros((T, s.n_out if on else 0), i64))
         count.append(np.zeros((T, s.n_out if on else 0), i32))
-        cand.append(np.zeros((T, s.L * s.bucket_size if on else 0), i32))
-        codes.append(np.zeros((T, s.K * s.L if on else 0), i64))
-        keys.append(np.zeros((T, s.L if on else 0), i64))
-        order.append(np.zeros((T, s.L if on else 0), i64))
+        cand.append(np.zeros((T, s.n_tables * s.bucket_size if on else 0), i32))
+        codes.append(np.zeros((T, s.hashes_per_table * s.n_tables if on else 0), i64))
+        keys.append(np.zeros((T, s.n_tables if on else 0), i64))
+        order.append(np.zeros((T, s.n_tables if on else 0), i64))
         qbuf.append(azeros((T, s.hash_dim if on else 0), f32))
         nq = ((max_nnz if l == 0 else s.n_in) + 1) if on else 0
         qidx.append(np.zeros((T, nq), i32))

@@ -3,7 +3,7 @@ or LSH-sparse top-k over the active set.
 
 Exact mode computes layers with BLAS on row chunks (the logits of a chunk never exceed about
 64 MB) and selects the top k per row in a parallel Numba kernel. LSH mode runs the same
-per-sample hashing, selection and forward kernels as training, without labels.
+per-sample forward as training, without labels (:mod:`slide.kernels.predict`).
 """
 
 from __future__ import annotations
@@ -11,41 +11,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
-from numba import njit, prange
 
 from .errors import DataFormatError, ParameterError
-from .kernels.layers import forward_layer
-from .kernels.train import hash_input, layer_input, select_layer, set_n_active
+from .kernels.predict import predict_lsh_rows, topk_rows
 from .network import make_work
 
 _CHUNK_FLOATS = 1 << 24
-
-
-@njit(cache=True, fastmath=False, parallel=True)
-def topk_rows(Z, k, out_idx, out_val, row0):
-    """Top-k column ids and values of each row of Z into out_*[row0 + r] (best first; ties by
-    smaller id)."""
-    n, m = Z.shape
-    for r in prange(n):
-        idx = out_idx[row0 + r]
-        val = out_val[row0 + r]
-        cnt = 0
-        z = Z[r]
-        for j in range(m):
-            v = z[j]
-            if cnt < k:
-                p = cnt
-                cnt += 1
-            elif v > val[k - 1]:
-                p = k - 1
-            else:
-                continue
-            while p > 0 and val[p - 1] < v:
-                val[p] = val[p - 1]
-                idx[p] = idx[p - 1]
-                p -= 1
-            val[p] = v
-            idx[p] = j
 
 
 def hidden_activations(net, X: sp.csr_matrix, upto: int) -> np.ndarray:
@@ -83,65 +54,6 @@ def predict_exact(net, X: sp.csr_matrix, k: int, lse: np.ndarray | None = None) 
     return out_idx, out_val
 
 
-@njit(cache=True, fastmath=False, parallel=True)
-def _predict_lsh_kernel(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, out_idx, out_val,
-                        act_out, act_n):
-    """LSH forward of every row; top-k of the output layer's active logits into out_*. If
-    ``act_out`` has rows, the output layer's active ids are also copied there (act_n: count)."""
-    n = X_indptr.shape[0] - 1
-    n_layers = net.is_lsh.shape[0]
-    out_l = n_layers - 1
-    empty = np.empty(0, np.int32)
-    for t in prange(n_threads):
-        rng = np.empty(1, np.uint64)
-        for r in range(t, n, n_threads):
-            rng[0] = np.uint64(r) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
-            p0, p1 = X_indptr[r], X_indptr[r + 1]
-            x_idx = X_indices[p0:p1]
-            x_val = X_data[p0:p1]
-            for l in range(n_layers):
-                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, t, x_idx, x_val, p1 - p0)
-                if net.is_lsh[l] != 0:
-                    hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
-                    n_act = select_layer(net, lsh, work, l, t, t, empty, 0, rng, False, rng)
-                else:
-                    n_act = net.sizes[l + 1]
-                set_n_active(work, t, l, n_act)
-                forward_layer(net, work, l, t, in_idx, in_val, in_nnz, in_dense, n_act, l == out_l)
-            n_act = work.n_active[t, out_l]
-            z = work.act[out_l][t]
-            ids = work.act_ids[out_l][t]
-            dense = net.is_lsh[out_l] == 0
-            if act_out.shape[0] > 0:
-                _copy_active(act_out[r], act_n, r, ids, n_act, dense)
-            idx = out_idx[r]
-            val = out_val[r]
-            cnt = 0
-            for a in range(n_act):
-                v = z[a]
-                j = a if dense else ids[a]
-                if cnt < k:
-                    p = cnt
-                    cnt += 1
-                elif v > val[k - 1] or (v == val[k - 1] and j < idx[k - 1]):
-                    p = k - 1
-                else:
-                    continue
-                while p > 0 and (val[p - 1] < v or (val[p - 1] == v and idx[p - 1] > j)):
-                    val[p] = val[p - 1]
-                    idx[p] = idx[p - 1]
-                    p -= 1
-                val[p] = v
-                idx[p] = j
-
-
-@njit(cache=True, fastmath=False)
-def _copy_active(dst, act_n, r, ids, n_act, dense):
-    for a in range(n_act):
-        dst[a] = a if dense else ids[a]
-    act_n[r] = n_act
-
-
 def predict_lsh(state, X: sp.csr_matrix, k: int, n_threads: int, return_active: bool = False):
     """LSH-sparse top-k; with ``return_active`` also the output layer's active sets as a CSR
     pattern matrix (n, n_labels)."""
@@ -154,8 +66,8 @@ def predict_lsh(state, X: sp.csr_matrix, k: int, n_threads: int, return_active: 
     if n > 0:
         max_nnz = int(np.diff(X.indptr).max())
         work = make_work(state.specs, state.hash_params, n_threads, n_threads, 0, max_nnz)
-        _predict_lsh_kernel(state.net, state.lsh, work, X.indptr, X.indices, X.data, k, n_threads,
-                            out_idx, out_val, act_out, act_n)
+        predict_lsh_rows(state.net, state.lsh, work, X.indptr, X.indices, X.data, k, n_threads,
+                         out_idx, out_val, act_out, act_n)
     if not return_active:
         return out_idx, out_val
     indptr = np.zeros(n + 1, np.int64)

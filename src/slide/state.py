@@ -203,7 +203,7 @@ class TrainState:
         """The state :meth:`to_arrays` described, given its validated ``config``; every array is
         checked against the shape and dtype the settings imply (DataFormatError naming
         ``where`` otherwise)."""
-        specs = [LayerSpec(**d) for d in meta["layer_specs"]]
+        specs = [LayerSpec(**{_SPEC_RENAMED.get(k, k): v for k, v in d.items()}) for d in meta["layer_specs"]]
         n_layers = len(specs)
         Ws = [arrays[f"W{l}"] for l in range(n_layers)]
         bs = [arrays[f"b{l}"] for l in range(n_layers)]
@@ -246,6 +246,11 @@ class TrainState:
         # pickle, copy.deepcopy and joblib go through the same arrays as a model file
         arrays, meta = self.to_arrays()
         return _unpickle, (arrays, meta, _listed(self.config))
+
+
+# layer-setting names in files written before they took their parameters' names
+_SPEC_RENAMED = {"family": "hash_family", "K": "hashes_per_table", "L": "n_tables", "bin_size": "wta_bin_size",
+                 "density": "simhash_density"}
 
 
 def _unpickle(arrays, meta, config):

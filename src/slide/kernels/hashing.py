@@ -1,7 +1,8 @@
 """Locality-sensitive hash families as Numba kernels.
 
-Four families, all producing ``n_codes = K * L`` small integer codes per vector (codes
-``t*K .. t*K+K-1`` belong to table ``t``), for a dense vector or a sparse one given as
+Four families, all producing ``n_codes = K * L`` small integer codes per vector (K =
+``hashes_per_table`` codes for each of L = ``n_tables`` tables; codes ``t*K .. t*K+K-1`` belong
+to table ``t``), for a dense vector or a sparse one given as
 ``(idx, val, nnz)``. Dense and sparse forms of the same vector give the same codes (up to
 floating-point summation order for SimHash), which the tests check.
 
@@ -26,6 +27,7 @@ from numba import njit, prange
 
 from .layers import FASTMATH
 from .rng import mix64
+from .topk import push
 
 SIMHASH, WTA, DWTA, DOPH = 0, 1, 2, 3
 DOPH_CODE_BITS = 4
@@ -33,8 +35,8 @@ DOPH_CODE_BITS = 4
 
 class HashParams(NamedTuple):
     family: int
-    K: int
-    L: int
+    hashes_per_table: int  # K
+    n_tables: int  # L
     code_bits: int
     bucket_bits: int
     dim: int  # dimension of the hashed (possibly augmented) vectors
@@ -67,7 +69,7 @@ class HashParams(NamedTuple):
 @njit(cache=True, fastmath=FASTMATH)  # re-association vectorises the dot products
 def simhash_dense(hp, vec, codes):
     """codes[c] = [proj_c . vec >= 0] for a dense vec (dim,)."""
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     if hp.proj.shape[0] > 0:
         proj = hp.proj
         for c in range(n_codes):
@@ -87,7 +89,7 @@ def simhash_dense(hp, vec, codes):
 @njit(cache=True, fastmath=FASTMATH)
 def simhash_sparse(hp, idx, val, nnz, codes, acc):
     """SimHash of a sparse vector; ``acc`` is a float32 (n_codes,) scratch buffer."""
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     acc[:n_codes] = 0.0
     if hp.proj.shape[0] > 0:
         proj_t = hp.proj_t
@@ -113,7 +115,7 @@ def simhash_sparse(hp, idx, val, nnz, codes, acc):
 def wta_dense(hp, vec, codes):
     """codes[c] = argmax over the bin's m coordinates (first position wins ties)."""
     m = hp.bins.shape[1]
-    for c in range(hp.K * hp.L):
+    for c in range(hp.hashes_per_table * hp.n_tables):
         b = hp.bins[c]
         best = vec[b[0]]
         pos = 0
@@ -182,7 +184,7 @@ def _densify(hp, codes, start, n, empty_code):
 def dwta_dense(hp, vec, codes):
     """DWTA of a dense vector: zeros count as absent."""
     m = hp.bins.shape[1]
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     for c in range(n_codes):
         b = hp.bins[c]
         pos = -1
@@ -200,7 +202,7 @@ def dwta_dense(hp, vec, codes):
 def dwta_sparse(hp, idx, val, nnz, codes, best):
     """DWTA of a sparse vector in O(nnz * codes per coordinate); ``best`` is a float32
     (n_codes,) scratch buffer."""
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     for c in range(n_codes):
         codes[c] = -1
     for k in range(nnz):
@@ -230,60 +232,47 @@ def _doph_hash(hp, t, i):
 def doph_set(hp, members, n_members, codes, minval):
     """One-permutation MinHash of a set of coordinates, per table; ``minval`` is a uint64
     (n_codes,) scratch buffer."""
-    K = hp.K
+    per_table = hp.hashes_per_table
     mask = np.uint64((1 << DOPH_CODE_BITS) - 1)
-    for t in range(hp.L):
-        base = t * K
-        for c in range(K):
+    for t in range(hp.n_tables):
+        base = t * per_table
+        for c in range(per_table):
             minval[base + c] = np.uint64(0xFFFFFFFFFFFFFFFF)
         for k in range(n_members):
             h = _doph_hash(hp, t, members[k])
-            c = np.int64((h * np.uint64(K)) >> np.uint64(32))
+            c = np.int64((h * np.uint64(per_table)) >> np.uint64(32))
             if h < minval[base + c]:
                 minval[base + c] = h
-        for c in range(K):
+        for c in range(per_table):
             if minval[base + c] == np.uint64(0xFFFFFFFFFFFFFFFF):
                 codes[base + c] = -1
             else:
                 codes[base + c] = np.int64(mix64(minval[base + c]) & mask)
-        _densify(hp, codes, base, K, -1)
+        _densify(hp, codes, base, per_table, -1)
 
 
 @njit(cache=True, fastmath=False)
-def top_positive(vec, n, top, out):
-    """Indices of the ``top`` largest strictly positive entries of vec[:n] into ``out``;
-    returns how many were written (ties: smaller index first)."""
+def top_positive(vec, n, top, out, out_val):
+    """Indices of the ``top`` largest strictly positive entries of vec[:n] into ``out`` (their
+    values into ``out_val``); returns how many were written (ties: smaller index first)."""
     cnt = 0
     for i in range(n):
-        v = vec[i]
-        if v <= 0:
-            continue
-        if cnt < top:
-            j = cnt
-            cnt += 1
-        elif v > vec[out[cnt - 1]]:
-            j = cnt - 1
-        else:
-            continue
-        # insertion into out[:cnt] kept sorted by decreasing value
-        while j > 0 and vec[out[j - 1]] < v:
-            out[j] = out[j - 1]
-            j -= 1
-        out[j] = i
+        if vec[i] > 0:
+            cnt = push(out, out_val, cnt, top, i, vec[i])
     return cnt
 
 
 @njit(cache=True, fastmath=False)
-def doph_dense(hp, vec, codes, minval, members):
+def doph_dense(hp, vec, codes, minval, members, top_val):
     """DOPH of a dense vector: the set is its ``doph_top`` largest positive coordinates."""
-    n = top_positive(vec, hp.dim, hp.doph_top, members)
+    n = top_positive(vec, hp.dim, hp.doph_top, members, top_val)
     doph_set(hp, members, n, codes, minval)
 
 
 @njit(cache=True, fastmath=False)
-def doph_sparse(hp, idx, val, nnz, codes, minval, members):
+def doph_sparse(hp, idx, val, nnz, codes, minval, members, top_val):
     """DOPH of a sparse vector: the set is its ``doph_top`` largest positive entries."""
-    n = top_positive(val, nnz, hp.doph_top, members)
+    n = top_positive(val, nnz, hp.doph_top, members, top_val)
     for k in range(n):
         members[k] = idx[members[k]]
     doph_set(hp, members, n, codes, minval)
@@ -299,17 +288,19 @@ class HashScratch(NamedTuple):
     dense: np.ndarray  # float32 (dim,), all zeros between calls (WTA on sparse vectors)
     minval: np.ndarray  # uint64 (n_codes,)
     members: np.ndarray  # int64 (max(dim, 1),): a set never exceeds dim
+    top_val: np.ndarray  # float32 (doph_top,) for DOPH: values of the set's members
 
 
 def make_scratch(hp, n_threads=1):
     """Scratch buffers for ``n_threads`` concurrent hashers (leading axis = thread)."""
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     dense_dim = hp.dim if hp.family == WTA else 0
     return HashScratch(
         np.zeros((n_threads, n_codes), np.float32),
         np.zeros((n_threads, dense_dim), np.float32),
         np.zeros((n_threads, n_codes), np.uint64),
         np.zeros((n_threads, max(hp.dim, 1)), np.int64),
+        np.zeros((n_threads, hp.doph_top if hp.family == DOPH else 0), np.float32),
     )
 
 
@@ -324,7 +315,7 @@ def hash_dense(hp, vec, codes, scratch, t):
     elif f == DWTA:
         dwta_dense(hp, vec, codes)
     else:
-        doph_dense(hp, vec, codes, scratch.minval[t], scratch.members[t])
+        doph_dense(hp, vec, codes, scratch.minval[t], scratch.members[t], scratch.top_val[t])
 
 
 @njit(cache=True, fastmath=False)
@@ -338,21 +329,21 @@ def hash_sparse(hp, idx, val, nnz, codes, scratch, t):
     elif f == DWTA:
         dwta_sparse(hp, idx, val, nnz, codes, scratch.acc[t])
     else:
-        doph_sparse(hp, idx, val, nnz, codes, scratch.minval[t], scratch.members[t])
+        doph_sparse(hp, idx, val, nnz, codes, scratch.minval[t], scratch.members[t], scratch.top_val[t])
 
 
 @njit(cache=True, fastmath=False)
 def codes_to_keys(hp, codes, keys):
     """keys[t] = bucket of table t: the K codes of the table concatenated (each in its own
     ``code_bits`` range), folded to ``bucket_bits`` bits by a multiplicative hash if longer."""
-    K = hp.K
+    per_table = hp.hashes_per_table
     cb = np.uint64(hp.code_bits)
-    total = hp.K * hp.code_bits
+    total = hp.hashes_per_table * hp.code_bits
     shift = np.uint64(64 - hp.bucket_bits)
-    for t in range(hp.L):
+    for t in range(hp.n_tables):
         key = np.uint64(0)
-        for k in range(K):
-            key = (key << cb) | np.uint64(codes[t * K + k])
+        for k in range(per_table):
+            key = (key << cb) | np.uint64(codes[t * per_table + k])
         if total > hp.bucket_bits:
             key = (key * hp.fold_mult) >> shift
         keys[t] = np.int64(key)
@@ -362,10 +353,11 @@ def codes_to_keys(hp, codes, keys):
 def hash_rows_keys(hp, rows, keys, n_threads):
     """Keys (n, L) of the dense rows (n, dim), in parallel (used to rebuild tables)."""
     n = rows.shape[0]
-    codes_all = np.empty((n_threads, hp.K * hp.L), np.int64)
-    n_codes = hp.K * hp.L
+    codes_all = np.empty((n_threads, hp.hashes_per_table * hp.n_tables), np.int64)
+    n_codes = hp.hashes_per_table * hp.n_tables
     minval = np.empty((n_threads, n_codes), np.uint64)
     members = np.empty((n_threads, max(hp.dim, 1)), np.int64)
+    top_val = np.empty((n_threads, hp.doph_top), np.float32)
     for th in prange(n_threads):
         codes = codes_all[th]
         for r in range(th, n, n_threads):
@@ -375,7 +367,7 @@ def hash_rows_keys(hp, rows, keys, n_threads):
             elif f == DWTA:
                 dwta_dense(hp, rows[r], codes)
             elif f == DOPH:
-                doph_dense(hp, rows[r], codes, minval[th], members[th])
+                doph_dense(hp, rows[r], codes, minval[th], members[th], top_val[th])
             else:
                 simhash_dense(hp, rows[r], codes)
             codes_to_keys(hp, codes, keys[r])
@@ -387,7 +379,7 @@ def simhash_signs_to_keys(hp, proj_values, row_shift, code_scale, code_shift, ke
     of row r is [proj_values[r, c] + row_shift[r] * code_scale[c] + code_shift[c] >= 0], the
     terms a rebuild adds for the bias column and the centring (zeros where there are none)."""
     n = proj_values.shape[0]
-    n_codes = hp.K * hp.L
+    n_codes = hp.hashes_per_table * hp.n_tables
     codes_all = np.empty((n_threads, n_codes), np.int64)
     for th in prange(n_threads):
         codes = codes_all[th]

@@ -1,9 +1,11 @@
 """Forward and backward rules of one layer, each next to the other.
 
-A layer's input is either the sparse feature vector (layer 0), a dense activation vector (the
-previous layer computed every neuron) or a sparse one (the previous layer was an LSH layer:
-``in_idx`` holds its active neuron ids, ``in_val`` their activations). Its output is every neuron
-(dense layer) or the active set ``work.act_ids[l][s][:n_act]`` (LSH layer).
+A layer's input ``x`` is one tuple ``(ids, values, count, dense)`` (built by
+:func:`slide.kernels.train.layer_input`): the sparse feature vector (layer 0), a dense activation
+vector (the previous layer computed every neuron: ``values[:count]``, ``ids`` unused) or a sparse
+one (the previous layer was an LSH layer: ``ids[:count]`` its active neuron ids, ``values`` their
+activations). Its output is every neuron (dense layer) or the active set
+``work.act_ids[l][s][:n_act]`` (LSH layer).
 
 Forward:  z_j = b_j + sum_i W(i, j) x_i for each active j; hidden layers apply ReLU.
 Backward: given delta_j = dLoss/dz_j of the active neurons,
@@ -11,7 +13,8 @@ Backward: given delta_j = dLoss/dz_j of the active neurons,
                    (:func:`backward_input`, per sample, during the batch);
           weights: dW(i, j) = sum over the batch's samples of delta_j x_i, db_j = sum delta_j
                    (:func:`grad_row_output_major` / :func:`grad_row_input_major`, per weight row,
-                   in the optimiser pass, see :mod:`slide.kernels.optim`).
+                   in the optimiser pass, see :mod:`slide.kernels.optim`). The output layer's
+                   delta comes from :func:`softmax_loss`.
 Weights are only read during a batch, so samples run in parallel without locks and no update is
 lost; the optimiser pass sums each row's contributions in sample order, so the result does not
 depend on the number of threads.
@@ -31,11 +34,12 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_output):
-    """z (and ReLU unless output) of the active neurons of layer ``l`` into work.act[l][s].
-    Weight rows are indexed in place, not taken as views, here and in the backward rules: the
-    threads share W, and each view would touch its reference count (see
+def forward_layer(net, work, l, s, x, n_act):
+    """z (and ReLU unless output) of the ``n_act`` active neurons of layer ``l`` for input ``x``
+    into work.act[l][s]. Weight rows are indexed in place, not taken as views, here and in the
+    backward rules: the threads share W, and each view would touch its reference count (see
     :func:`slide.kernels.optim.step_row`)."""
+    in_idx, in_val, in_nnz, in_dense = x
     W = net.W[l]
     b = net.b[l]
     z = work.act[l][s]
@@ -69,7 +73,7 @@ def forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, is_o
                 for k in range(in_nnz):
                     acc += W[j, in_idx[k]] * in_val[k]
             z[a] = acc + b[j]
-    if not is_output:
+    if l < net.is_lsh.shape[0] - 1:  # hidden layers: ReLU
         for a in range(n_act):
             if z[a] < 0:
                 z[a] = 0.0
@@ -113,10 +117,11 @@ def dropout_layer(work, l, s, n_act, rate, rng):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, n_act):
-    """Layer ``l`` >= 1: write the previous layer's delta (the gradient of its activations,
-    sum_j delta_j W(j, .), times the derivative of ReLU and dropout: 1 / (1 - rate) where the
-    activation is positive, else 0) into work.delta[l - 1][s]."""
+def backward_input(net, work, l, s, t, x, n_act):
+    """Layer ``l`` >= 1 with input ``x``: write the previous layer's delta (the gradient of its
+    activations, sum_j delta_j W(j, .), times the derivative of ReLU and dropout: 1 / (1 - rate)
+    where the activation is positive, else 0) into work.delta[l - 1][s]."""
+    in_idx, in_val, in_nnz, in_dense = x
     W = net.W[l]
     delta = work.delta[l][s]
     ids = work.act_ids[l][s]
@@ -169,11 +174,14 @@ def correct_padding(z, ids, n_head, n_act, n_out, sampler, tries, log1mq):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
-    """Softmax over the active logits of the output layer and cross-entropy against the uniform
-    distribution over the sample's labels; writes probabilities into work.act and
-    delta = p - y into work.delta. In an LSH output layer the labels are the first ``n_lab``
-    active ids; in a dense one they sit at their own ids ``lab``. Returns the loss."""
+def softmax_loss(net, work, s, n_act, lab):
+    """Softmax over the ``n_act`` active logits of the output layer and cross-entropy against the
+    uniform distribution over the sample's labels ``lab``; writes probabilities into work.act and
+    delta = p - y into work.delta. In an LSH output layer the labels are the first active ids; in
+    a dense one they sit at their own ids. Returns the loss."""
+    l = net.is_lsh.shape[0] - 1
+    dense_out = net.is_lsh[l] == 0
+    n_lab = lab.shape[0]
     z = work.act[l][s]
     delta = work.delta[l][s]
     mx = z[0]
@@ -203,18 +211,23 @@ def softmax_loss(work, l, s, n_act, dense_out, lab, n_lab):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, ent_s, ent_k, e0, e1, in_dense):
+def grad_row_output_major(g, n_in, j, delta, x_act, x_ids, x_n, ent_s, ent_k, e0, e1, in_dense, dense_out):
     """Gradient of neuron row W(j, :) of a layer >= 1 into g[:n_in]: the sum over the batch
     entries (sample s, active position a) of delta[s, a] * input_s, where input_s is
-    x_act[s, :n_in] (dense) or x_act[s, :x_n[s]] at ids x_ids[s] (sparse). Returns the bias
-    gradient. (Per-layer arrays are passed in, not looked up per entry: typed-list lookups are
-    slow in a hot loop.)"""
+    x_act[s, :n_in] (dense) or x_act[s, :x_n[s]] at ids x_ids[s] (sparse). The entries are
+    ent_s/ent_k[e0:e1] in an LSH layer; in a dense one (``dense_out``) every sample
+    s in [e0, e1) at position j. Returns the bias gradient. (Per-layer arrays are passed in,
+    not looked up per entry: typed-list lookups are slow in a hot loop.)"""
     for i in range(n_in):
         g[i] = 0.0
     gb = np.float32(0.0)
     for e in range(e0, e1):
-        s = ent_s[e]
-        d = delta[s, ent_k[e]]
+        if dense_out:
+            s = e
+            d = delta[s, j]
+        else:
+            s = ent_s[e]
+            d = delta[s, ent_k[e]]
         gb += d
         if d == 0:
             continue

@@ -151,27 +151,15 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
         # streams of W, mW and vW are sequential for the hardware prefetcher
         for j in range(t * n_out // n_threads, (t + 1) * n_out // n_threads):
             if dense_out:
-                for i in range(n_in):
-                    g[i] = 0.0
-                gbias = np.float32(0.0)
-                for s in range(n_batch):
-                    d = delta[s, j]
-                    gbias += d
-                    if d == 0:
-                        continue
-                    if in_dense:
-                        for i in range(n_in):
-                            g[i] += d * x_act[s, i]
-                    else:
-                        for k in range(x_n[s]):
-                            g[x_ids[s, k]] += d * x_act[s, k]
+                e0, e1 = 0, n_batch
+            elif cnt[j] == 0:
+                continue
             else:
-                if cnt[j] == 0:
-                    continue
                 e1 = start[j]
                 e0 = e1 - cnt[j]
-                gbias = grad_row_output_major(g, n_in, delta, x_act, x_ids, x_n, es, ek, e0, e1, in_dense)
                 cnt[j] = 0
+            gbias = grad_row_output_major(g, n_in, j, delta, x_act, x_ids, x_n, es, ek, e0, e1,
+                                          in_dense=in_dense, dense_out=dense_out)
             step_row(W, j, g, mW, vW, n_in, opt, lr, beta1, beta2, eps)
             step_scalar(b, j, gbias, mb, vb, opt, lr, beta1, beta2, eps)
 
@@ -202,7 +190,7 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
                 continue
             e1 = start[f]
             e0 = e1 - cnt[f]
-            grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, x_val, dense_out)
+            grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, x_val, dense_out=dense_out)
             cnt[f] = 0
             step_row(W, f, g, mW, vW, n_out, opt, lr, beta1, beta2, eps)
     # biases: sum of the active neurons' deltas over the batch (serial: n_out is small)

@@ -36,7 +36,7 @@ class LSH(NamedTuple):
     fill: list  # int32 (L, 2**bucket_bits)
     mips: np.ndarray  # int64 (n_layers,): MIPS transform (query [x, 1, 0]) instead of [x, 1]
     mode: np.ndarray  # int64 (n_layers,): VANILLA / TOPK / THRESHOLD
-    limit: np.ndarray  # int64: most ids in an active set (labels included)
+    active_size: np.ndarray  # int64: most ids in an active set (labels included)
     threshold: np.ndarray  # int64: THRESHOLD mode, minimum number of tables
     min_active: np.ndarray  # int64: active sets are padded with random ids to this size
     correct: np.ndarray  # int64: log-Q correction of the random padding (output layer)

@@ -65,33 +65,32 @@ def bucket_len(fill, t, key, cap):
 
 
 @njit(cache=True, fastmath=False)
-def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, tag,
+def select_active(buckets, fill, keys, mode, active_size, threshold, stamp, count, tag,
                   cand, out, n_out, table_order, rng):
     """Add retrieved neurons to the active set ``out[:n_out]`` (ids already there are kept and
-    must be stamped with ``tag``) until it holds ``budget`` ids; returns the new size.
+    must be stamped with ``tag``) until it holds ``active_size`` ids; returns the new size.
 
-    mode VANILLA: union of the buckets, tables visited in random order, stop at ``budget`` ids.
-    mode TOPK: the ``budget`` ids returned by the most tables (ties: first seen).
-    mode THRESHOLD: ids returned by at least ``threshold`` tables, at most ``budget`` of them.
+    mode VANILLA: union of the buckets, tables visited in random order, stop at ``active_size`` ids.
+    mode TOPK: the ``active_size`` ids returned by the most tables (ties: first seen).
+    mode THRESHOLD: ids returned by at least ``threshold`` tables, at most ``active_size`` of them.
     ``cand`` is an int32 scratch buffer with room for every id the tables can return.
     """
-    L = buckets.shape[0]
+    n_tables = buckets.shape[0]
     cap = buckets.shape[2]
-    limit = budget
-    if limit > out.shape[0]:
-        limit = out.shape[0]
-    if n_out >= limit:
+    if active_size > out.shape[0]:
+        active_size = out.shape[0]
+    if n_out >= active_size:
         return n_out
     if mode == VANILLA:
-        # random table order (Fisher-Yates) so a budget does not always favour table 0
-        for t in range(L):
+        # random table order (Fisher-Yates) so a full active set does not always favour table 0
+        for t in range(n_tables):
             table_order[t] = t
-        for t in range(L - 1, 0, -1):
+        for t in range(n_tables - 1, 0, -1):
             s = rand_below(rng, t + 1)
             tmp = table_order[t]
             table_order[t] = table_order[s]
             table_order[s] = tmp
-        for ti in range(L):
+        for ti in range(n_tables):
             t = table_order[ti]
             key = keys[t]
             n = bucket_len(fill, t, key, cap)
@@ -101,13 +100,13 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
                     stamp[j] = tag
                     out[n_out] = j
                     n_out += 1
-                    if n_out >= limit:
+                    if n_out >= active_size:
                         return n_out
         return n_out
     # counting modes: ids already in out keep their `tag` and are skipped
     ctag = -tag - 1
     n_cand = 0
-    for t in range(L):
+    for t in range(n_tables):
         key = keys[t]
         n = bucket_len(fill, t, key, cap)
         for e in range(n):
@@ -122,11 +121,11 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
                 n_cand += 1
             else:
                 count[j] += 1
-    room = limit - n_out
+    room = active_size - n_out
     if mode == THRESHOLD:
         for c in range(n_cand):
             j = cand[c]
-            if count[j] >= threshold and n_out < limit:
+            if count[j] >= threshold and n_out < active_size:
                 out[n_out] = j
                 n_out += 1
                 stamp[j] = tag
@@ -139,11 +138,11 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
             n_out += 1
             stamp[j] = tag
         return n_out
-    hist = np.zeros(L + 2, np.int64)
+    hist = np.zeros(n_tables + 2, np.int64)
     for c in range(n_cand):
         hist[count[cand[c]]] += 1
     above = 0
-    cstar = L + 1
+    cstar = n_tables + 1
     while cstar > 1 and above + hist[cstar - 1] <= room:
         cstar -= 1
         above += hist[cstar]
@@ -156,7 +155,7 @@ def select_active(buckets, fill, keys, mode, budget, threshold, stamp, count, ta
             stamp[j] = tag
     if cstar > 1:
         for c in range(n_cand):
-            if n_out >= limit:
+            if n_out >= active_size:
                 break
             j = cand[c]
             if count[j] == cstar - 1 and stamp[j] != tag:

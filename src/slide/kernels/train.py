@@ -32,21 +32,23 @@ def set_n_active(work, s, l, n):
 
 
 @njit(cache=True, fastmath=False)
-def layer_input(net, work, l, s, x_idx, x_val, x_nnz):
-    """(idx, val, nnz, dense) describing the input of layer ``l`` for sample slot ``s``."""
+def layer_input(net, work, l, s, x0):
+    """The input ``(ids, values, count, dense)`` of layer ``l`` for sample slot ``s``, given the
+    sample's feature vector ``x0`` (the same tuple, sparse)."""
     if l == 0:
-        return x_idx, x_val, x_nnz, False
+        return x0
     prev_lsh = net.is_lsh[l - 1] != 0
     return work.act_ids[l - 1][s], work.act[l - 1][s], work.n_active[s, l - 1], not prev_lsh
 
 
 @njit(cache=True, fastmath=False)
-def hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense):
-    """Bucket keys (one per table) of the input of LSH layer ``l`` into work.keys[l][t].
+def hash_input(net, lsh, work, l, t, x):
+    """Bucket keys (one per table) of the input ``x`` of LSH layer ``l`` into work.keys[l][t].
 
     The query is the input with a constant 1 appended, matching the neurons' hashed vectors
     [w, b], so the angle reflects the logit w.x + b rather than w.x alone. With the MIPS
     transform the query is [x, 1, 0] and the neurons [w/M, b/M, sqrt(1 - |(w, b)/M|^2)]."""
+    in_idx, in_val, in_nnz, in_dense = x
     hp = lsh.hp[l]
     codes = work.codes[l][t]
     n_in = net.sizes[l]
@@ -74,8 +76,8 @@ PAD_STREAM = 1 << 40  # stream numbers of the shared padding; per-sample streams
 
 
 @njit(cache=True, fastmath=False)
-def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
-    """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the given labels
+def select_layer(net, lsh, work, l, s, t, lab, rng, pad_rng, pad):
+    """Active set of LSH layer ``l`` into sample slot ``s`` (thread slot ``t``): the labels ``lab``
     first, then retrieved ids (together the "head", whose size goes to work.n_head[s, l]), then,
     if ``pad``, distinct random ids up to min_active: uniform ones drawn from ``pad_rng``, or
     log-uniform ones from the batch's drawn sequence (:func:`draw_padding`; the draws used go to
@@ -85,13 +87,13 @@ def select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, pad, pad_rng):
     out = work.act_ids[l][s]
     stamp = work.stamp[l][t]
     n = 0
-    for c in range(n_lab):
+    for c in range(lab.shape[0]):
         j = lab[c]
         if stamp[j] != tag:
             stamp[j] = tag
             out[n] = j
             n += 1
-    n = select_active(lsh.buckets[l], lsh.fill[l], work.keys[l][t], lsh.mode[l], lsh.limit[l],
+    n = select_active(lsh.buckets[l], lsh.fill[l], work.keys[l][t], lsh.mode[l], lsh.active_size[l],
                       lsh.threshold[l], stamp, work.count[l][t], tag, work.cand[l][t], out, n,
                       work.order[l][t], rng)
     work.n_head[s, l] = n
@@ -124,15 +126,61 @@ def draw_padding(lsh, work, seed, batch_no):
         work.pad_seq_n[l, 1] = tries
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training):
+    """Every layer's active set and activations for the sample in slot ``s`` (thread slot ``t``)
+    with feature vector ``x0``: hashing and selection in LSH layers (with ``training``: the
+    labels ``lab`` join the output layer's active set, random padding fills it, dropout applies),
+    then the forward rule. Cycles per phase accumulate in timers[t]."""
+    n_layers = net.is_lsh.shape[0]
+    out_l = n_layers - 1
+    empty = lab[:0]
+    for l in range(n_layers):
+        x = layer_input(net, work, l, s, x0)
+        if net.is_lsh[l] != 0:
+            c0 = cycles()
+            hash_input(net, lsh, work, l, t, x)
+            c1 = cycles()
+            # Random padding is drawn from one stream per batch and layer, so every sample of the
+            # batch gets (nearly) the same padding ids, as sampled softmax shares its negatives:
+            # per-sample padding touched ~batch x padding distinct rows, and the optimiser pass
+            # (memory-bound, one pass over every touched row) paid for them.
+            pad_rng[0] = stream_seed(seed, batch_no, PAD_STREAM + l)
+            n_act = select_layer(net, lsh, work, l, s, t, lab if l == out_l else empty, rng, pad_rng,
+                                 pad=training)
+            timers[t, PH_HASH] += c1 - c0
+            timers[t, PH_SELECT] += cycles() - c1
+        else:
+            n_act = net.sizes[l + 1]
+        set_n_active(work, s, l, n_act)
+        c0 = cycles()
+        forward_layer(net, work, l, s, x, n_act)
+        if training and net.dropout[l] > 0:
+            dropout_layer(work, l, s, n_act, net.dropout[l], rng)
+        timers[t, PH_FORWARD] += cycles() - c0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def backward_sample(net, lsh, work, s, t, x0, lab):
+    """Loss of the sample in slot ``s`` after :func:`forward_sample`, and every layer's delta
+    (the padding's sampling correction first, see :func:`correct_padding`). Returns the loss."""
+    out_l = net.is_lsh.shape[0] - 1
+    n_act = work.n_active[s, out_l]
+    if net.is_lsh[out_l] != 0 and lsh.correct[out_l] != 0:
+        correct_padding(work.act[out_l][s], work.act_ids[out_l][s], work.n_head[s, out_l], n_act,
+                        net.sizes[out_l + 1], lsh.sampler[out_l], work.pad_tries[s, out_l], lsh.log1mq[out_l])
+    loss = softmax_loss(net, work, s, n_act, lab)
+    for l in range(out_l, 0, -1):
+        backward_input(net, work, l, s, t, layer_input(net, work, l, s, x0), work.n_active[s, l])
+    return loss
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows,
                 seed, batch_no, n_threads, losses, timers):
     """Forward, loss and backward of the samples ``rows`` (all with >= 1 label) into their
     batch slots. losses[t] and timers[t, phase] accumulate per thread slot."""
     B = rows.shape[0]
-    n_layers = net.is_lsh.shape[0]
-    out_l = n_layers - 1
-    empty = np.empty(0, np.int32)
     draw_padding(lsh, work, seed, batch_no)
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
@@ -142,45 +190,11 @@ def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices
             rng[0] = stream_seed(seed, batch_no, s)
             p0, p1 = X_indptr[r], X_indptr[r + 1]
             x_n = load_input(work, s, X_indices[p0:p1], X_data[p0:p1], p1 - p0, net.input_dropout, rng)
-            x_idx = work.x_idx[s]
-            x_val = work.x_val[s]
+            x0 = (work.x_idx[s], work.x_val[s], x_n, False)
             lab = Y_indices[Y_indptr[r]:Y_indptr[r + 1]]
-            n_lab = lab.shape[0]
-            for l in range(n_layers):
-                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, x_n)
-                if net.is_lsh[l] != 0:
-                    c0 = cycles()
-                    hash_input(net, lsh, work, l, t, in_idx, in_val, in_nnz, in_dense)
-                    c1 = cycles()
-                    # Random padding is drawn from one stream per batch and layer, so every sample
-                    # of the batch gets (nearly) the same padding ids, as sampled softmax shares its
-                    # negatives: per-sample padding touched ~batch x padding distinct rows, and the
-                    # optimiser pass (memory-bound, one pass over every touched row) paid for them.
-                    pad_rng[0] = stream_seed(seed, batch_no, PAD_STREAM + l)
-                    if l == out_l:
-                        n_act = select_layer(net, lsh, work, l, s, t, lab, n_lab, rng, True, pad_rng)
-                    else:
-                        n_act = select_layer(net, lsh, work, l, s, t, empty, 0, rng, True, pad_rng)
-                    timers[t, PH_HASH] += c1 - c0
-                    timers[t, PH_SELECT] += cycles() - c1
-                else:
-                    n_act = net.sizes[l + 1]
-                set_n_active(work, s, l, n_act)
-                c0 = cycles()
-                forward_layer(net, work, l, s, in_idx, in_val, in_nnz, in_dense, n_act, l == out_l)
-                if net.dropout[l] > 0:
-                    dropout_layer(work, l, s, n_act, net.dropout[l], rng)
-                timers[t, PH_FORWARD] += cycles() - c0
+            forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training=True)
             c0 = cycles()
-            n_act = work.n_active[s, out_l]
-            if net.is_lsh[out_l] != 0 and lsh.correct[out_l] != 0:
-                correct_padding(work.act[out_l][s], work.act_ids[out_l][s], work.n_head[s, out_l], n_act,
-                                net.sizes[out_l + 1], lsh.sampler[out_l], work.pad_tries[s, out_l],
-                                lsh.log1mq[out_l])
-            losses[t] += softmax_loss(work, out_l, s, n_act, net.is_lsh[out_l] == 0, lab, n_lab)
-            for l in range(n_layers - 1, 0, -1):
-                in_idx, in_val, in_nnz, in_dense = layer_input(net, work, l, s, x_idx, x_val, x_n)
-                backward_input(net, work, l, s, t, in_val, in_idx, in_nnz, in_dense, work.n_active[s, l])
+            losses[t] += backward_sample(net, lsh, work, s, t, x0, lab)
             timers[t, PH_BACKWARD] += cycles() - c0
 
 
