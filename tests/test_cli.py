@@ -211,3 +211,99 @@ def test_predict_and_evaluate_take_n_jobs(files, model_file, capsys, command):
     capsys.readouterr()
     assert main([command, str(model_file), str(files / "test.txt"), "--n_jobs", "0"]) == 2
     assert "flag --n_jobs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- hardening
+def test_out_through_a_symlink_keeps_the_link(files, model_file, tmp_path):
+    # the atomic replace turned the link into a regular file
+    target = tmp_path / "real.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    assert main(["predict", str(model_file), str(files / "test.txt"), "--k", "2", "--out", str(link)]) == 0
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 200
+
+
+def test_out_to_a_fifo_or_device_writes_through(files, model_file, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    assert main(["predict", str(model_file), str(files / "test.txt"), "--k", "2", "--out", str(fifo)]) == 0
+    reader.join(30)
+    assert fifo.is_fifo() and got[0].count(b"\n") == 200  # was replaced by a regular file
+    assert main(["predict", str(model_file), str(files / "test.txt"), "--out", "/dev/null"]) == 0
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_temporaries_of_killed_writes_are_cleaned_up(files, model_file, tmp_path):
+    dead = tmp_path / ".pred.txt.999999999.abcd.tmp"  # no such pid: a SIGKILLed writer's leftover
+    dead.write_text("partial")
+    mine = tmp_path / f".pred.txt.{__import__('os').getpid()}.efgh.tmp"  # a live writer's: kept
+    mine.write_text("in progress")
+    assert main(["predict", str(model_file), str(files / "test.txt"), "--out", str(tmp_path / "pred.txt")]) == 0
+    assert not dead.exists() and mine.exists()
+
+
+def _one_line_error(capsys, fragment):
+    """The command's stderr ends in one 'slide: error:' line holding ``fragment``; no traceback."""
+    err = capsys.readouterr().err
+    last = err.rstrip("\n").split("\n")[-1]
+    assert last.startswith("slide: error:") and fragment in last and "Traceback" not in err, err
+
+
+def test_out_folder_that_cannot_be_made(files, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", str(files / "train.txt.gz"), "--out", str(blocker / "sub"), *FAST]) == 2
+    _one_line_error(capsys, str(blocker / "sub"))
+
+
+def test_full_disk_is_one_line(files, model_file, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from slide import io
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(io, "atomic_write", full)
+    assert main(["predict", str(model_file), str(files / "test.txt"), "--out", str(tmp_path / "p.txt")]) == 2
+    _one_line_error(capsys, "No space left on device")
+
+
+def test_config_paths_must_be_strings(files, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("out = 5\n")  # was a TypeError traceback from Path(5)
+    assert main(["train", str(files / "train.txt.gz"), "--config", str(cfg), *FAST]) == 2
+    _one_line_error(capsys, "'out' must be a path")
+
+
+@pytest.mark.parametrize("key,value", [("max_eval", "ten"), ("skip_bad_lines", 1), ("train", 5),
+                                       ("format", "csv")])
+def test_resume_checks_the_types_of_run_json(files, tmp_path, capsys, key, value):
+    out = tmp_path / "run"
+    assert main(["train", str(files / "train.txt.gz"), "--out", str(out), "--checkpoint_every", "5",
+                 *FAST, "--epochs", "1"]) == 0
+    # a finished run keeps no checkpoint; give it one back (a finished model) to reach run.json
+    run = json.loads((out / "run.json").read_text())
+    run[key] = value
+    (out / "run.json").write_text(json.dumps(run))
+    (out / "checkpoint.npz").write_bytes((out / "model.npz").read_bytes())
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    _one_line_error(capsys, f"'{key}'")
+
+
+def test_resume_from_a_finished_model_says_so(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(files / "train.txt.gz"), "--out", str(out), "--checkpoint_every", "5",
+                 "--epochs", "1", "--n_jobs", "1", "--verbose", "0", "--hidden_layer_sizes", "16"]) == 0
+    (out / "checkpoint.npz").write_bytes((out / "model.npz").read_bytes())  # was an AttributeError
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    _one_line_error(capsys, "holds a finished model")

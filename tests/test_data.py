@@ -470,6 +470,30 @@ def test_xmc_errors_gzip_and_small_windows(tmp_path, monkeypatch, content, line,
     assert f"line {line}: " in str(e.value) and token in str(e.value)
 
 
+@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+def test_concatenated_gzip_members_are_read_once(tmp_path, monkeypatch, block):
+    # at a member's end zlib's unconsumed_tail repeated bytes already in unused_data; joining both
+    # read the next member's first bytes twice ("truncated or corrupt", or extra rows)
+    monkeypatch.setattr(D, "_BLOCK_BYTES", block)
+    rng = np.random.default_rng(block)
+    rows = [f"{i % 7} {1 + i % 50}:{1 + i % 3}" for i in range(400)]
+    cuts = np.sort(rng.choice(np.arange(1, 400), size=3, replace=False))
+    pieces = ["\n".join(rows[a:b]) + "\n" for a, b in zip([0, *cuts], [*cuts, 400])]
+    path = tmp_path / "multi.svm.gz"
+    path.write_bytes(b"".join(gzip.compress(p.encode(), compresslevel=1 + i % 9) for i, p in enumerate(pieces)))
+    plain = tmp_path / "plain.svm"
+    plain.write_text("".join(pieces))
+    X, Y = load_libsvm(path)
+    Xp, Yp = load_libsvm(plain)
+    assert X.shape == Xp.shape == (400, Xp.shape[1]) and (X != Xp).nnz == 0 and (Y != Yp).nnz == 0
+
+
+def test_a_header_number_of_thousands_of_digits_is_a_format_error(tmp_path):
+    # was a bare ValueError from int() (Python refuses to convert over 4,300 digits)
+    with pytest.raises(DataFormatError, match="header line"):
+        load_xmc(write(tmp_path / "big.txt", "9" * 5000 + " 3 3\n"))
+
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(DataFormatError) as e:
         load_xmc(tmp_path / "nope.txt")

@@ -242,13 +242,20 @@ def cmd_train(args) -> int:
         if not isinstance(run, dict) or any(k not in run for k in keys):
             raise DataFormatError(f"--resume {out}: run.json is not the record of a run (expected the keys "
                                   f"{', '.join(keys)}).")
+        _check_run(run, f"--resume {out}: run.json")
         if args.train is not None:
             run["train"] = args.train  # same data moved elsewhere: checked against the checkpoint
         clf = load(ckpt)
+        if clf.state_.progress is None:
+            raise DataFormatError(f"--resume {out}: checkpoint.npz holds a finished model, not a checkpoint of a "
+                                  "run in progress: nothing to resume.")
         print(f"Resuming {out} from epoch {clf.state_.progress.epoch + 1}, batch {clf.state_.progress.batch} "
               f"(step {clf.state_.step})", file=sys.stderr)
     else:
         config = _read_config(args.config)
+        for key in ("out", "train", "test"):
+            if key in config and not isinstance(config[key], str):
+                raise DataFormatError(f"{args.config}: '{key}' must be a path (a string); got {config[key]!r}.")
         params = _params_from(args, config)
         out = Path(args.out or config.get("out") or "slide-run")
         run = {"train": args.train or config.get("train"), "test": args.test or config.get("test"),
@@ -336,6 +343,21 @@ def _layer_record(s) -> dict:
         rec.update(hashes_per_table=s.hashes_per_table, n_tables=s.n_tables, bucket_bits=s.bucket_bits, bucket_size=s.bucket_size,
                    active_size=s.active_size, min_active=s.min_active)
     return rec
+
+
+def _check_run(run: dict, where: str) -> None:
+    """The types of a run record (run.json), which a hand edit may have changed."""
+    kinds = {"train": (str, type(None)), "test": (str, type(None)), "format": (str,), "skip_bad_lines": (bool,),
+             "max_eval": (int, type(None)), "checkpoint_every": (str, type(None))}
+    for key, types in kinds.items():
+        v = run[key]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise DataFormatError(f"{where}: '{key}' is {v!r}; expected "
+                                  + " or ".join("null" if t is type(None) else t.__name__ for t in types) + ".")
+    if run["format"] not in ("auto", "xmc", "libsvm"):
+        raise DataFormatError(f"{where}: 'format' is {run['format']!r}; expected 'auto', 'xmc' or 'libsvm'.")
+    if run["max_eval"] is not None and run["max_eval"] < 1:
+        raise DataFormatError(f"{where}: 'max_eval' is {run['max_eval']}; expected a positive int or null.")
 
 
 def _every(text):
@@ -597,6 +619,10 @@ def main(argv=None) -> int:
         return cmd_predict(args)
     except SlideError as e:
         print(f"slide: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be made, a full disk, ...: what the system said, where
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"slide: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("slide: interrupted", file=sys.stderr)

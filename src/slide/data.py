@@ -143,7 +143,9 @@ def _text_blocks(raw, is_gz, stop):
         if out:
             yield out
         if d.eof:
-            rest = (d.unused_data + data).lstrip(b"\x00")
+            # at the end of a member zlib moves every input byte left over into unused_data, and
+            # unconsumed_tail may still show a copy of the same bytes: read them once
+            rest = d.unused_data.lstrip(b"\x00")
             while len(rest) < 2:
                 more = raw.read(_BLOCK_BYTES)
                 if not more:
@@ -264,7 +266,8 @@ class _Parser:
         nl = head.find(b"\n")
         line = head if nl < 0 else head[:nl]
         parts = line.removeprefix(b"\xef\xbb\xbf").split()  # tolerate a UTF-8 BOM
-        ok = (nl >= 0 or self.eof) and len(parts) == 3 and all(p.isdigit() for p in parts)
+        # a number longer than 20 digits is out of range anyway (and int() refuses > 4,300 digits)
+        ok = (nl >= 0 or self.eof) and len(parts) == 3 and all(p.isdigit() and len(p) <= 20 for p in parts)
         if not ok or int(parts[0]) > _MAX_N or max(int(parts[1]), int(parts[2])) > _MAX_DIM:
             raise DataFormatError(
                 f"expected a header line 'N D L' of three non-negative integers (N up to 2**62, D and L "

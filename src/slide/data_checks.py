@@ -27,6 +27,8 @@ def _as_csr(A, name: str, min_samples: int = 0) -> sp.csr_matrix:
     if isinstance(A, (list, tuple)) and len({len(r) if hasattr(r, "__len__") else -1 for r in A}) > 1:
         raise DataFormatError(f"{name} is a list of rows of different lengths; expected a 2-D matrix "
                               "(n_samples, n_features).")
+    if np.iscomplexobj(A if sp.issparse(A) or isinstance(A, np.ndarray) else np.empty(0)):
+        raise DataFormatError(f"{name} holds complex numbers; expected real numbers.")
     try:
         M = check_array(A, accept_sparse="csr", dtype=[np.float32, np.float64], ensure_all_finite=False,
                         ensure_min_samples=min_samples, input_name=name)
@@ -84,10 +86,13 @@ def check_Y(Y, *, n_rows: int, n_labels: int | None = None, name: str = "Y") -> 
         indptr = np.zeros(len(Y) + 1, np.int64)
         idx = []
         for i, labels in enumerate(Y):
-            ids = sorted(set(labels))
+            try:
+                ids = sorted(set(labels))
+            except TypeError:  # unhashable or unorderable items
+                raise DataFormatError(f"{name}[{i}] is {labels!r}; expected a list of int label ids.") from None
             for v in ids:
-                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-                    raise DataFormatError(f"{name}[{i}] holds {v!r}; expected non-negative int label ids.")
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v < 2**31 - 1:
+                    raise DataFormatError(f"{name}[{i}] holds {v!r}; expected int label ids in [0, 2**31 - 1).")
             idx.extend(ids)
             indptr[i + 1] = len(idx)
         indices = np.asarray(idx, np.int64)

@@ -11,6 +11,7 @@ estimator. Targets in any scikit-learn form, and predictions in the same form, a
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,9 @@ from . import _numba_cache
 from . import predict as _predict
 from . import recipe, training
 from .centroids import init_output_centroids
-from .config import DEFAULTS, PARAMS, validate_params
+from .config import DEFAULTS, PARAM_BY_NAME, PARAMS, validate_params, validate_value
 from .data_checks import check_k, check_X
-from .errors import NotFittedError, ParameterError
+from .errors import DataFormatError, NotFittedError, ParameterError
 from .memory import check_fits, estimate_bytes
 from .network import init_weights, label_order, resolve_specs
 from .persist import load_model, save_model
@@ -214,6 +215,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise NotFittedError("This SlideClassifier is not fitted yet: call fit(X, Y) (or slide.load) first.")
         return state
 
+    def _n_threads(self) -> int:
+        """Threads for prediction from the current n_jobs (set_params may have changed it after fit)."""
+        return resolve_n_jobs(validate_value(PARAM_BY_NAME["n_jobs"], self.n_jobs))
+
     def _params(self) -> dict:
         """The parameters validated, with random_state reduced to an int seed (or None)."""
         params = self.get_params()
@@ -321,7 +326,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         p = state.config
         X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
         Y = self._targets.encode(Y, X.shape[0], "Y")
-        training.check_same_data(state.progress.fingerprint, X, Y, getattr(self, "_loaded_from", "checkpoint"))
+        where = getattr(self, "_loaded_from", "checkpoint")
+        training.check_same_data(state.progress.fingerprint, X, Y, where)
+        # the per-sample buffers were sized from the metadata: the data must fit them
+        need_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
+        need_labels = int(np.diff(Y.indptr).max()) if Y.shape[0] else 1
+        if need_nnz > state.max_nnz or need_labels > state.max_labels:
+            raise DataFormatError(f"{where}: the checkpoint's buffers hold {state.max_nnz} non-zeros and "
+                                  f"{state.max_labels} labels per sample, but its training data has rows with "
+                                  f"{need_nnz} and {need_labels}: the checkpoint's metadata is inconsistent.")
         eval_set = self._check_eval_set(eval_set, X.shape[1], self._targets, p["normalize"])
         eval_k = _eval_k(eval_k, "resume", self.n_labels_)
         training.check_callbacks(callback, batch_callback, batch_callback_every)
@@ -363,7 +376,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         """Write the model (weights, optimiser state, hash tables and seeds, settings, label
         names) to one ``.npz`` file, atomically and checksummed (:mod:`slide.io`);
         :func:`slide.load` reads it."""
-        save_model(path, self._saved_params(), self._fitted(), self._targets)
+        state = self._fitted()
+        save_model(_check_path(path, "save"), self._saved_params(), state, self._targets)
 
     def _saved_params(self) -> dict:
         params = self.get_params()
@@ -397,7 +411,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         X = self._validated_X(X)
         mode = self._mode(mode)
         k = check_k(k, where=where, n_labels=state.n_labels)
-        n_threads = resolve_n_jobs(self.n_jobs)
+        n_threads = self._n_threads()
         with thread_limits(n_threads):
             return _predict.predict_topk(state, X, k, mode, n_threads)
 
@@ -431,7 +445,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         X = self._validated_X(X)
         mode = self._mode(mode)
         k = min(5, state.n_labels) if k is None else check_k(k, where="predict_proba", n_labels=state.n_labels)
-        n_threads = resolve_n_jobs(self.n_jobs)
+        n_threads = self._n_threads()
         with thread_limits(n_threads):
             ids, probs = _predict.predict_proba(state, X, k, mode, n_threads)
         return _predict.topk_matrix(ids, probs, state.n_labels)
@@ -477,7 +491,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ParameterError("retrieval_recall needs an LSH output layer (lsh_layers includes the output).")
         k = check_k(k, where="retrieval_recall", n_labels=state.n_labels)
         X = self._validated_X(X)
-        n_threads = resolve_n_jobs(self.n_jobs)
+        n_threads = self._n_threads()
         with thread_limits(n_threads):
             return _predict.retrieval_recall(state, X, k, n_threads)
 
@@ -488,7 +502,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         those labels for every row, (n, m); an (n, m) array: per-row label ids."""
         state = self._fitted()
         X = self._validated_X(X)
-        n_threads = resolve_n_jobs(self.n_jobs)
+        n_threads = self._n_threads()
         with thread_limits(n_threads):
             Z = _predict.decision_function(state, X, labels)
         if labels is None and self._targets.kind == "vector" and state.n_labels == 2:
@@ -498,7 +512,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
 def load(path) -> SlideClassifier:
     """Load a model written by :meth:`SlideClassifier.save` (verifies format and checksums)."""
-    return SlideClassifier._from_file(path)
+    return SlideClassifier._from_file(_check_path(path, "load"))
+
+
+def _check_path(path, where: str):
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"The 'path' argument of {where} must be a file path (str or os.PathLike). "
+                             f"Got {path!r} instead.")
+    return path
 
 
 def _eval_k(eval_k, where: str, n_labels: int) -> int:

@@ -3,8 +3,9 @@
 The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with ``allow_pickle=False``, so
 loading cannot execute code. It holds every weight and optimiser array and one ``__meta__``
 entry: UTF-8 JSON with the format version, the parameters, the resolved layer settings, the
-training counters and a SHA-256 digest of every array. Hash tables are not stored: they are
-rebuilt on load from the stored weights and the stored seed, which reproduces them exactly.
+training counters, a SHA-256 digest of every array and one of the metadata itself. The digests
+say a file is intact, not that slide wrote it: what it holds is validated before use
+(:mod:`slide.model_checks`).
 
 Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
 the target, so a crash during a save leaves the previous file intact.
@@ -12,6 +13,7 @@ the target, so a crash during a save leaves the previous file intact.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -35,7 +37,7 @@ except ImportError:  # pragma: no cover  (Python built without lzma: zipfile can
 _READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error, LZMAError)
 
 FORMAT = "slide-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the metadata has a digest of its own (1 is still read)
 
 
 def _digest(a: np.ndarray) -> str:
@@ -58,18 +60,46 @@ def new_file_mode(path) -> int:
     return 0o666 & ~mask
 
 
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Delete the temporary files of earlier writes of ``name`` whose process is gone (a
+    SIGKILL during a save leaves one behind); those of a live process are left alone."""
+    for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        pid = tmp.name[len(name) + 2:].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (or not ours to signal): maybe mid-write
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it and rename it over
     ``path`` with the permissions of :func:`new_file_mode`; on any error the temporary file is
     removed and ``path`` is untouched."""
     path = Path(path)
+    if path.is_symlink():  # replace what the link points to, not the link
+        path = Path(os.path.realpath(path))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise DataFormatError(f"cannot write {path}: the folder {directory} does not exist.")
     if path.is_dir():  # os.replace would fail late with IsADirectoryError (e.g. `slide predict --out DIR`)
         raise DataFormatError(f"cannot write {path}: it is a folder; expected a file path.")
+    if path.exists() and not path.is_file():
+        # a FIFO or a device (/dev/null, /dev/stdout): nothing to replace, write through
+        with open(path, "wb") as f:
+            write(f)
+        return
+    _remove_stale_temporaries(directory, path.name)
     mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -93,16 +123,60 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         pass
 
 
+def _meta_digest(meta: dict) -> str:
+    """SHA-256 of the metadata's canonical JSON, its own digest left out."""
+    rest = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def write_arrays(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write ``arrays`` and ``meta`` (JSON-able) as a checksummed model file."""
+    """Write ``arrays`` and ``meta`` (JSON-able) as a checksummed model file: a digest of every
+    array and one of the metadata itself."""
     meta = dict(meta)
     meta["format"] = FORMAT
     meta["format_version"] = FORMAT_VERSION
     meta["sha256"] = {k: _digest(v) for k, v in arrays.items()}
+    meta["meta_sha256"] = _meta_digest(meta)
     blob = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     payload = dict(arrays)
     payload["__meta__"] = blob
     atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def _read_members(path: Path) -> dict[str, np.ndarray]:
+    """Every ``.npy`` member of the zip at ``path``, each header checked before its data is
+    read: a plain dtype (no objects), and a declared size that the member really holds (a
+    header may not claim 10^11 elements and make the reader allocate them)."""
+    arrays = {}
+    on_disk = path.stat().st_size
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise DataFormatError(f"{path}: member {name!r} is not an array: not a slide model file.")
+            # slide writes members uncompressed, so no member can claim more bytes than the file has
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > on_disk:
+                raise DataFormatError(f"{path}: member {name!r} is compressed or larger than the file: "
+                                      f"not a model file slide wrote.")
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}[version]
+                    shape, fortran, dtype = read_header(f)
+                except Exception as e:  # the header is a Python literal: any parse error is possible
+                    raise DataFormatError(f"{path}: the header of array {name[:-4]!r} is damaged "
+                                          f"({type(e).__name__}).") from None
+                if dtype.hasobject:
+                    raise DataFormatError(f"{path}: array {name[:-4]!r} holds Python objects; a model holds numbers.")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared != info.file_size - f.tell():
+                    raise DataFormatError(f"{path}: array {name[:-4]!r} declares {declared} bytes of data but holds "
+                                          f"{info.file_size - f.tell()}: the file is corrupted.")
+                data = np.frombuffer(f.read(declared), dtype=dtype)
+            a = data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
+            arrays[name[:-4]] = a.copy()
+    return arrays
 
 
 def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -113,22 +187,32 @@ def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     if path.is_dir():
         raise DataFormatError(f"{path} is a folder; expected a model file written by SlideClassifier.save.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = _read_members(path)
     except _READ_ERRORS as e:
         raise DataFormatError(f"{path} is not a readable slide model file (truncated or corrupted?): {e}") from None
     if "__meta__" not in arrays:
         raise DataFormatError(f"{path} has no __meta__ entry: not a slide model file.")
+    blob = arrays.pop("__meta__")
     try:
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataFormatError(f"{path}: the model metadata is corrupted ({e}).") from None
-    if meta.get("format") != FORMAT:
-        raise DataFormatError(f"{path}: not a slide model file (format {meta.get('format')!r}).")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise DataFormatError(f"{path}: written by a newer slide (model format {meta.get('format_version')}; "
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise ValueError(f"__meta__ is {blob.dtype.str}{blob.shape}, expected bytes")
+        meta = json.loads(blob.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DataFormatError(f"{path}: the model metadata is corrupted ({type(e).__name__}: {e}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataFormatError(f"{path}: not a slide model file (format {got!r}).")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataFormatError(f"{path}: metadata 'format_version' must be an int >= 1; got {version!r}.")
+    if version > FORMAT_VERSION:
+        raise DataFormatError(f"{path}: written by a newer slide (model format {version}; "
                               f"this version reads up to {FORMAT_VERSION}). Upgrade slide to load it.")
-    sums = meta.get("sha256", {})
+    if version >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+        raise DataFormatError(f"{path}: checksum mismatch for the metadata: the file is corrupted.")
+    sums = meta.get("sha256")
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise DataFormatError(f"{path}: metadata 'sha256' must be a record of array digests.")
     for k in sorted(set(sums) | set(arrays)):
         if k not in arrays:
             raise DataFormatError(f"{path}: the array {k!r} is missing (corrupted file).")

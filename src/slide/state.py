@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import model_checks
 from .errors import DataFormatError
 from .lsh import INSERTIONS, RebuildSchedule, rebuild_tables
-from .network import LayerSpec, lsh_spec, make_grad, make_lsh, make_net, make_work
+from .network import lsh_spec, make_grad, make_lsh, make_net, make_work
 from .recipe import Choice, DataProfile
 from .training import Progress
 
@@ -200,57 +201,57 @@ class TrainState:
 
     @classmethod
     def from_arrays(cls, arrays: dict, meta: dict, config: dict, where="model") -> "TrainState":
-        """The state :meth:`to_arrays` described, given its validated ``config``; every array is
-        checked against the shape and dtype the settings imply (DataFormatError naming
-        ``where`` otherwise)."""
-        specs = [LayerSpec(**{_SPEC_RENAMED.get(k, k): v for k, v in d.items()}) for d in meta["layer_specs"]]
+        """The state :meth:`to_arrays` described, given its validated ``config``. Everything is
+        checked before a kernel sees it (:mod:`slide.model_checks`): counters and sizes, layer
+        settings against ``config``, every array's dtype, shape and range (DataFormatError
+        naming ``where`` otherwise)."""
+        n_features = model_checks.meta_int(meta, "n_features_in", where, low=1)
+        n_labels = model_checks.meta_int(meta, "n_labels", where, low=1)
+        specs = model_checks.layer_specs(meta, config, n_features, n_labels, where)
         n_layers = len(specs)
-        Ws = [arrays[f"W{l}"] for l in range(n_layers)]
-        bs = [arrays[f"b{l}"] for l in range(n_layers)]
+        Ws, bs = [], []
         for l, s in enumerate(specs):
-            want = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
-            if Ws[l].shape != want or bs[l].shape != (s.n_out,):
-                raise DataFormatError(f"{where}: layer {l} weights have shape {Ws[l].shape}, expected {want}.")
-        n_labels = int(meta["n_labels"])
+            shape = (s.n_in, s.n_out) if l == 0 else (s.n_out, s.n_in)
+            Ws.append(model_checks.array(arrays, f"W{l}", shape, np.float32, where, finite=True))
+            bs.append(model_checks.array(arrays, f"b{l}", (s.n_out,), np.float32, where, finite=True))
         ranked = arrays.get("label_order")
         if ranked is None:  # files from before the log-uniform sampler: frequencies unknown
             ranked = np.arange(n_labels, dtype=np.int32)
-        if (ranked.shape != (n_labels,) or ranked.dtype != np.int32
-                or not np.array_equal(np.sort(ranked), np.arange(n_labels))):
-            raise DataFormatError(f"{where}: array label_order is {ranked.dtype}{ranked.shape}, expected "
-                                  f"a permutation of the {n_labels} label ids.")
-        state = cls.build(config, specs, Ws, bs, seed=int(meta["seed"]), label_order=ranked,
-                          max_labels=int(meta["max_labels"]), max_nnz=int(meta["max_nnz"]))
+        ranked = model_checks.array({"label_order": ranked}, "label_order", (n_labels,), np.int32, where)
+        if not np.array_equal(np.sort(ranked), np.arange(n_labels)):
+            raise DataFormatError(f"{where}: array label_order is not a permutation of the {n_labels} label ids.")
+        seed = model_checks.meta_int(meta, "seed", where, high=model_checks.SEED_LIMIT - 1)
+        max_labels = model_checks.meta_int(meta, "max_labels", where, low=1, high=n_labels)
+        max_nnz = model_checks.meta_int(meta, "max_nnz", where, low=1, high=n_features)
+        state = cls.build(config, specs, Ws, bs, seed=seed, label_order=ranked, max_labels=max_labels,
+                          max_nnz=max_nnz)
         for name, per_layer in state._array_slots():
             for l in range(n_layers):
                 if name not in _ADAM_ARRAYS and not specs[l].lsh:
                     continue
-                src, dst = arrays[f"{name}{l}"], per_layer[l]
-                if src.shape != dst.shape or src.dtype != dst.dtype:
-                    raise DataFormatError(f"{where}: array {name}{l} is {src.dtype}{src.shape}, expected "
-                                          f"{dst.dtype}{dst.shape}.")
+                dst = per_layer[l]
+                src = model_checks.array(arrays, f"{name}{l}", dst.shape, dst.dtype, where,
+                                         finite=name in _ADAM_ARRAYS)
                 dst[...] = src
-        state.step = int(meta["step"])
-        state.total_steps = int(meta["total_steps"])
-        state.n_rebuilds = int(meta["n_rebuilds"])
+        for l, s in enumerate(specs):
+            if s.lsh:
+                model_checks.tables(state.lsh.buckets.arrays[l], state.lsh.fill.arrays[l], s.n_out, str(l), where)
+        state.total_steps = model_checks.meta_int(meta, "total_steps", where, low=1)
+        state.step = model_checks.meta_int(meta, "step", where, high=state.total_steps)
+        state.n_rebuilds = model_checks.meta_int(meta, "n_rebuilds", where)
         if state.schedule is not None and meta["schedule"] is not None:
             state.schedule.set_state(meta["schedule"])
         state.history = list(meta["history"])
         state.timings = {k: float(v) for k, v in meta["timings"].items()}
         state.recipe = [Choice(**c) for c in meta.get("recipe", [])]
         state.data_profile = DataProfile(**meta["data_profile"]) if meta.get("data_profile") else None
-        state.progress = None if meta.get("progress") is None else Progress.from_dict(meta["progress"])
+        state.progress = None if meta.get("progress") is None else Progress.from_dict(meta["progress"], where)
         return state
 
     def __reduce__(self):
         # pickle, copy.deepcopy and joblib go through the same arrays as a model file
         arrays, meta = self.to_arrays()
         return _unpickle, (arrays, meta, _listed(self.config))
-
-
-# layer-setting names in files written before they took their parameters' names
-_SPEC_RENAMED = {"family": "hash_family", "K": "hashes_per_table", "L": "n_tables", "bin_size": "wta_bin_size",
-                 "density": "simhash_density"}
 
 
 def _unpickle(arrays, meta, config):

@@ -27,6 +27,24 @@ def _is_label_lists(Y) -> bool:
     return all(isinstance(r, (list, tuple, np.ndarray, set, frozenset)) for r in Y)
 
 
+_ROW_TYPES = (list, tuple, np.ndarray, set, frozenset)
+
+
+def _check_label_rows(Y, name: str) -> None:
+    """A list that holds some label lists must hold one for every sample, each of plain labels
+    (ints or names, no None and no nesting)."""
+    if not isinstance(Y, (list, tuple)) or not any(isinstance(r, _ROW_TYPES) for r in Y):
+        return
+    for i, row in enumerate(Y):
+        if not isinstance(row, _ROW_TYPES):
+            raise DataFormatError(f"{name}[{i}] is {row!r}; expected a list of labels for every sample "
+                                  "(an empty list for none).")
+        for v in (row.tolist() if isinstance(row, np.ndarray) else row):
+            if v is None or isinstance(v, (list, tuple, dict, set, frozenset, np.ndarray)):
+                raise DataFormatError(f"{name}[{i}] holds {v!r}; expected labels (ints or names), not None or "
+                                      "nested lists.")
+
+
 def _names_in(Y) -> bool:
     """Whether a list of label lists holds label names (anything but ints)."""
     for row in Y:
@@ -56,6 +74,7 @@ class Targets:
         if sp.issparse(Y):
             M = check_Y(Y, n_rows=n_rows, name=name)
             return cls(SPARSE, np.arange(M.shape[1])), M
+        _check_label_rows(Y, name)
         if _is_label_lists(Y) and _names_in(Y):
             classes = np.array(sorted({v for row in Y for v in row}, key=lambda v: (str(type(v)), v)))
             return cls(LISTS, classes), cls(LISTS, classes).encode(Y, n_rows, name)
@@ -97,6 +116,7 @@ class Targets:
     def encode(self, Y, n_rows: int, name: str = "Y") -> sp.csr_matrix:
         """Binary CSR over this model's label ids from targets in its form (an evaluation set)."""
         n_labels = self.classes.size
+        _check_label_rows(Y, name)
         if self.kind == VECTOR or (self.named and not sp.issparse(Y) and not _is_label_lists(Y)
                                    and np.asarray(Y).ndim == 1):
             arr = np.asarray(Y.to_numpy() if hasattr(Y, "to_numpy") else Y)

@@ -85,7 +85,33 @@ class Progress:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Progress":
+    def from_dict(cls, d, where="model") -> "Progress":
+        """Progress from a model file's record, every field checked (a resume indexes with them)."""
+        def bad(what):
+            return DataFormatError(f"{where}: metadata 'progress' {what}.")
+
+        if not isinstance(d, dict) or set(d) - set(cls.__dataclass_fields__):
+            raise bad("must be a record of the fields " + ", ".join(cls.__dataclass_fields__))
+        ints = ("n_epochs", "epoch", "batch", "samples_seen", "active_sum")
+        for k in ints:
+            v = d.get(k, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == "n_epochs" else 0):
+                raise bad(f"field {k!r} must be an int >= {1 if k == 'n_epochs' else 0}; got {v!r}")
+        if d.get("epoch", 0) > d.get("n_epochs", 1):
+            raise bad(f"field 'epoch' ({d.get('epoch')}) exceeds 'n_epochs' ({d.get('n_epochs')})")
+        for k in ("loss_sum", "epoch_seconds", "train_seconds"):
+            v = d.get(k, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise bad(f"field {k!r} must be a finite number; got {v!r}")
+        if not isinstance(d.get("done", False), bool):
+            raise bad(f"field 'done' must be true or false; got {d.get('done')!r}")
+        fp = d.get("fingerprint")
+        if not isinstance(fp, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in fp.values()):
+            raise bad("field 'fingerprint' must be a record of ints")
+        try:  # the permutation generator's state must be one a generator accepts
+            np.random.default_rng().bit_generator.state = d.get("rng_state")
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise bad(f"field 'rng_state' is not a generator state ({type(e).__name__}: {e})") from None
         return cls(**d)
 
 

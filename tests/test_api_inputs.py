@@ -1,0 +1,58 @@
+"""Plain API calls with hostile or careless inputs get the project's own error naming the
+argument, never a foreign exception from deep inside (each case once escaped as one)."""
+
+import numpy as np
+import pytest
+
+import slide
+from slide import DataFormatError, ParameterError, SlideClassifier
+from slide.datasets import make_extreme
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y, Xt, Yt = make_extreme(120, 40, 12, n_test=20, random_state=0)
+    lists = [list(r) for r in np.split(Y.indices, Y.indptr[1:-1])]
+    return X, Y, Xt, lists
+
+
+def small(**kw):
+    return SlideClassifier(hidden_layer_sizes=(8,), epochs=1, random_state=0, n_jobs=1, **kw)
+
+
+@pytest.mark.parametrize("first,match", [
+    (None, r"Y\[0\] is None; expected a list of labels"),  # was ValueError: inhomogeneous shape
+    ([[0]], r"Y\[0\] holds \[0\]; expected labels"),  # was TypeError: unhashable type
+    ([10**30], r"Y\[0\] holds 1000000000000000000000000000000"),  # was OverflowError
+    ([-1], r"Y\[0\] holds -1"),
+])
+def test_bad_label_lists_name_the_row(data, first, match):
+    X, _, _, lists = data
+    with pytest.raises(DataFormatError, match=match):
+        small().fit(X, [first] + lists[1:])
+
+
+def test_complex_features_are_refused_without_dumping_the_matrix(data):
+    X = data[0].toarray().astype(np.complex64)
+    with pytest.raises(DataFormatError, match="^X holds complex numbers; expected real numbers.$"):
+        small().fit(X, data[1])
+
+
+def test_n_jobs_changed_after_fit_is_checked_at_predict(data):
+    X, Y, Xt, _ = data
+    clf = small().fit(X, Y)
+    clf.set_params(n_jobs=0)  # stored, as scikit-learn asks; was a Numba ValueError at predict
+    with pytest.raises(ParameterError, match="'n_jobs' parameter"):
+        clf.predict_topk(Xt)
+    clf.set_params(n_jobs=-1)
+    assert clf.predict_topk(Xt)[0].shape == (Xt.shape[0], 5)
+
+
+@pytest.mark.parametrize("path", [None, 5, ["m.npz"]])
+def test_save_and_load_need_a_path(data, path):
+    X, Y, _, _ = data
+    clf = small().fit(X, Y)
+    with pytest.raises(ParameterError, match="'path' argument of save"):
+        clf.save(path)
+    with pytest.raises(ParameterError, match="'path' argument of load"):
+        slide.load(path)
