@@ -14,3 +14,8 @@ from hypothesis import settings
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("SLIDE_HYPOTHESIS_PROFILE", "repeatable"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-cases", type=int, default=25, dest="fuzz_cases",
+                     help="cases per surface in tests/test_fuzz.py (CI: 25; a long run: 1500)")

@@ -34,7 +34,7 @@ def test_bad_label_lists_name_the_row(data, first, match):
 
 def test_complex_features_are_refused_without_dumping_the_matrix(data):
     X = data[0].toarray().astype(np.complex64)
-    with pytest.raises(DataFormatError, match="^X holds complex numbers; expected real numbers.$"):
+    with pytest.raises(DataFormatError, match="^X: Complex data not supported; expected real numbers.$"):
         small().fit(X, data[1])
 
 
@@ -56,3 +56,15 @@ def test_save_and_load_need_a_path(data, path):
         clf.save(path)
     with pytest.raises(ParameterError, match="'path' argument of load"):
         slide.load(path)
+
+
+def test_a_multiclass_model_scores_against_label_lists(data):
+    # found by tests/test_fuzz.py: a model fitted on one label per sample, scored with label lists,
+    # raised numpy's "inhomogeneous shape" ValueError
+    X, _, Xt, lists = data
+    y = np.array([f"c{row[0] if row else 0}" for row in lists])
+    clf = small().fit(X, y)
+    truth = [[clf.classes_[0]], [], list(clf.classes_[:2])] + [[clf.classes_[1]]] * (Xt.shape[0] - 3)
+    assert 0.0 <= clf.score(Xt, truth) <= 1.0
+    with pytest.raises(DataFormatError, match="not trained with"):
+        clf.score(Xt, [["nope"]] + truth[1:])

@@ -28,7 +28,7 @@ def _as_csr(A, name: str, min_samples: int = 0) -> sp.csr_matrix:
         raise DataFormatError(f"{name} is a list of rows of different lengths; expected a 2-D matrix "
                               "(n_samples, n_features).")
     if np.iscomplexobj(A if sp.issparse(A) or isinstance(A, np.ndarray) else np.empty(0)):
-        raise DataFormatError(f"{name} holds complex numbers; expected real numbers.")
+        raise DataFormatError(f"{name}: Complex data not supported; expected real numbers.")  # scikit-learn's words
     try:
         M = check_array(A, accept_sparse="csr", dtype=[np.float32, np.float64], ensure_all_finite=False,
                         ensure_min_samples=min_samples, input_name=name)

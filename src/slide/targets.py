@@ -117,6 +117,8 @@ class Targets:
         """Binary CSR over this model's label ids from targets in its form (an evaluation set)."""
         n_labels = self.classes.size
         _check_label_rows(Y, name)
+        if _is_label_lists(Y) and (self.named or self.kind == VECTOR):
+            return self._indicator(Y, n_rows, name)  # label lists of a multi-class model: multi-label truth
         if self.kind == VECTOR or (self.named and not sp.issparse(Y) and not _is_label_lists(Y)
                                    and np.asarray(Y).ndim == 1):
             arr = np.asarray(Y.to_numpy() if hasattr(Y, "to_numpy") else Y)
@@ -125,8 +127,6 @@ class Targets:
             if arr.ndim != 1 or arr.shape[0] != n_rows:
                 raise DataFormatError(f"{name} has shape {arr.shape}; expected {n_rows} labels, one per sample.")
             return self._indicator([[v] for v in arr], n_rows, name)
-        if _is_label_lists(Y) and self.named:
-            return self._indicator(Y, n_rows, name)
         if hasattr(Y, "columns"):
             Y = Y.to_numpy()
         return check_Y(Y if sp.issparse(Y) else (list(Y) if _is_label_lists(Y) else np.asarray(Y)),
