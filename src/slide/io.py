@@ -173,9 +173,15 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
                 if declared != info.file_size - f.tell():
                     raise DataFormatError(f"{path}: array {name[:-4]!r} declares {declared} bytes of data but holds "
                                           f"{info.file_size - f.tell()}: the file is corrupted.")
-                data = np.frombuffer(f.read(declared), dtype=dtype)
-            a = data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
-            arrays[name[:-4]] = a.copy()
+                buf = bytearray(declared)  # read in place: one copy of each array in memory, writable
+                view, got = memoryview(buf), 0
+                while got < declared:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        raise DataFormatError(f"{path}: array {name[:-4]!r} ends early: the file is truncated.")
+                    got += n
+                data = np.frombuffer(buf, dtype=dtype)
+            arrays[name[:-4]] = data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
     return arrays
 
 
