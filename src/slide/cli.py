@@ -369,9 +369,10 @@ def _every(text):
 def _dry_run(clf, X, Y) -> int:
     from .memory import available_bytes, fmt
 
-    max_labels = int(np.diff(Y.indptr).max()) if Y.shape[0] else 1
-    max_nnz = int(np.diff(X.indptr).max()) if X.shape[0] else 1
-    est = clf.estimate_memory(X.shape[1], Y.shape[1], max_labels=max_labels, max_nnz=max(1, max_nnz))
+    from .data_checks import row_maxima
+
+    max_labels, max_nnz = row_maxima(X, Y)
+    est = clf.estimate_memory(X.shape[1], Y.shape[1], max_labels=max_labels, max_nnz=max_nnz)
     avail = available_bytes()
     data = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes + Y.data.nbytes + Y.indices.nbytes + Y.indptr.nbytes
     lines = [f"memory estimate for training on {X.shape[0]:,} x {X.shape[1]:,} -> {Y.shape[1]:,} labels:"]

@@ -118,6 +118,15 @@ def check_Y(Y, *, n_rows: int, n_labels: int | None = None, name: str = "Y") -> 
     return M
 
 
+def row_maxima(X: sp.csr_matrix, Y: sp.csr_matrix) -> tuple[int, int]:
+    """(most labels, most non-zeros) of any row of canonical X and Y, each at least 1: the sizes of
+    the per-sample training buffers."""
+    def most(M):
+        return max(1, int(np.diff(M.indptr).max())) if M.shape[0] else 1
+
+    return most(Y), most(X)
+
+
 def check_eval_set(eval_set, *, n_features: int, n_labels: int, normalize: str):
     """None, or the validated pair (X_val, Y_val) with the training data's dimensions."""
     if eval_set is None:

@@ -26,7 +26,7 @@ from . import predict as _predict
 from . import recipe, training
 from .centroids import init_output_centroids
 from .config import DEFAULTS, PARAM_BY_NAME, PARAMS, validate_params, validate_value
-from .data_checks import check_k, check_X
+from .data_checks import check_k, check_X, row_maxima
 from .errors import DataFormatError, NotFittedError, ParameterError
 from .memory import check_fits, estimate_bytes
 from .network import init_weights, label_order, resolve_specs
@@ -284,8 +284,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             compiling = _numba_cache.first_use()
             if compiling:
                 log.info("Compiling slide's kernels (once per install; later runs load them from the cache)...")
-            max_labels = int(n_labels_per_row.max())
-            max_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
+            max_labels, max_nnz = row_maxima(X, Y)
             check_fits(estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), max_labels, max_nnz))
             seed = training.resolve_seed(p["random_state"])
             rng = np.random.default_rng(seed)
@@ -329,8 +328,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         where = getattr(self, "_loaded_from", "checkpoint")
         training.check_same_data(state.progress.fingerprint, X, Y, where)
         # the per-sample buffers were sized from the metadata: the data must fit them
-        need_nnz = max(1, int(np.diff(X.indptr).max()) if X.shape[0] else 1)
-        need_labels = int(np.diff(Y.indptr).max()) if Y.shape[0] else 1
+        need_labels, need_nnz = row_maxima(X, Y)
         if need_nnz > state.max_nnz or need_labels > state.max_labels:
             raise DataFormatError(f"{where}: the checkpoint's buffers hold {state.max_nnz} non-zeros and "
                                   f"{state.max_labels} labels per sample, but its training data has rows with "

@@ -77,7 +77,7 @@ class Targets:
         _check_label_rows(Y, name)
         if _is_label_lists(Y) and _names_in(Y):
             classes = np.array(sorted({v for row in Y for v in row}, key=lambda v: (str(type(v)), v)))
-            return cls(LISTS, classes), cls(LISTS, classes).encode(Y, n_rows, name)
+            return cls(LISTS, classes), cls(LISTS, classes)._indicator(Y, n_rows, name)
         if _is_label_lists(Y):
             M = check_Y(list(Y), n_rows=n_rows, name=name)
             return cls(LISTS, np.arange(M.shape[1])), M

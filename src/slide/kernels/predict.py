@@ -31,6 +31,7 @@ def predict_lsh_rows(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, 
     dense = net.is_lsh[out_l] == 0
     no_labels = np.empty(0, np.int32)
     timers = np.zeros((n_threads, N_PHASES), np.uint64)
+    keep_active = act_out.shape[0] > 0
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
         for r in range(t, n, n_threads):
@@ -41,7 +42,6 @@ def predict_lsh_rows(net, lsh, work, X_indptr, X_indices, X_data, k, n_threads, 
             n_act = work.n_active[t, out_l]
             z = work.act[out_l][t]
             ids = work.act_ids[out_l][t]
-            keep_active = act_out.shape[0] > 0
             if keep_active:
                 act_n[r] = n_act
             idx = out_idx[r]
