@@ -196,7 +196,7 @@ def test_train_saves_the_model_before_its_final_evaluation(files, tmp_path, monk
     def broken(self, *a, **k):  # the final evaluation (the per-epoch one calls slide.predict directly)
         raise slide.errors.DataFormatError("the final evaluation failed")
 
-    monkeypatch.setattr(slide.SlideClassifier, "predict_topk", broken)
+    monkeypatch.setattr(slide.SlideClassifier, "_topk_ids", broken)
     out = tmp_path / "run"
     assert main(["train", str(files / "train.txt.gz"), "--test", str(files / "test.txt"), "--out", str(out),
                  *FAST]) == 2
@@ -284,7 +284,7 @@ def test_config_paths_must_be_strings(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("key,value", [("max_eval", "ten"), ("skip_bad_lines", 1), ("train", 5),
-                                       ("format", "csv")])
+                                       ("format", "parquet"), ("label_sep", 3)])
 def test_resume_checks_the_types_of_run_json(files, tmp_path, capsys, key, value):
     out = tmp_path / "run"
     assert main(["train", str(files / "train.txt.gz"), "--out", str(out), "--checkpoint_every", "5",

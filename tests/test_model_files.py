@@ -108,6 +108,9 @@ def test_layer_settings_that_disagree_with_the_parameters_are_refused(model_path
     (lambda m: m.update(layer_specs="x"), "layer_specs"),
     (lambda m: m["layer_specs"][0].update(colour=1), "unknown layer setting"),
     (lambda m: m.update(n_labels=True), "'n_labels'"),
+    (lambda m: m.update(lsh_check={"rows": 10, "top1_agreement": 1.5}), "'lsh_check'"),
+    (lambda m: m.update(lsh_check={"rows": 0, "top1_agreement": 0.5}), "'lsh_check'"),
+    (lambda m: m.update(lsh_check=[0.5]), "'lsh_check'"),
 ])
 def test_metadata_out_of_range_is_refused(model_path, tmp_path, change, match):
     load_fails(crafted(model_path, tmp_path, lambda arrays, meta: change(meta)), match)

@@ -308,6 +308,8 @@ def _valid(p):
     if k == "layers":
         # layer numbers past the last layer are judged in fit, with hidden_layer_sizes
         return st.sampled_from(["auto", "output", "all", "none"]) | st.lists(st.integers(0, 3), max_size=2).map(tuple)
+    if k == "range":
+        return st.just("auto") | st.tuples(st.integers(1, 3), st.integers(0, 2)).map(lambda t: (t[0], t[0] + t[1]))
     if k == "seed":
         return st.none() | st.integers(0, 2**63 - 1)
     if k == "n_jobs":
@@ -335,6 +337,9 @@ def _invalid(p):
         bad = [b for b in bad if not any(b is ok for ok in WRONG_TYPES[2:6])]
         bad += ([(0,), (-1,), (1.5,), (True,), ((1 << 20) + 1,), 0, (4, "4")] if k == "sizes" else
                 [-1, (-1,), (1.5,), "out", "All", (True,)])
+    elif k == "range":
+        bad = [b for b in bad if b is not WRONG_TYPES[5]]  # np.array([1, 2]) is the pair (1, 2)
+        bad += [(2, 1), (0, 1), (1, 11), (1,), (1, 2, 3), (1.5, 2), (True, 2), "1,2", 2]
     elif k == "seed":
         bad += [-1, 2**63, 1.5, True, "1"]
         bad.remove(None)
@@ -499,7 +504,7 @@ def _param_flag_values(p):
     valid = {"int": ["1", "2"], "float": [str(p.low if not p.low_open else (p.low + (p.high or 1)) / 2)],
              "bool": ["true", "0", "yes"], "choice": list(p.choices), "int_auto": ["auto", "1", "2"], "float_auto": ["auto", "0", "0.5"],
              "size_auto": ["auto", "0.5", "3"], "sizes": ["4", "", "2,3", "none"], "layers": ["auto", "none", "0"],
-             "seed": ["0", "none", "7"], "n_jobs": ["1", "-1", "none"]}[p.kind]
+             "seed": ["0", "none", "7"], "n_jobs": ["1", "-1", "none"], "range": ["auto", "1,2", "2,4"]}[p.kind]
     invalid = ["abc", "-5", "1e400", "nan", "", "0x10", "1.5", "99999999999999999999999", "--", " ", "auto,1"]
     return st.sampled_from(valid + invalid)
 

@@ -37,6 +37,8 @@ def _parse_flag(p, text: str):
             if t == "auto":
                 return t
             return tuple(int(v) for v in t.replace(" ", "").split(",") if v != "") if t not in ("", "none") else ()
+        if k == "range":
+            return t if t == "auto" else tuple(int(v) for v in t.replace(" ", "").split(","))
         if k == "layers":
             if t in ("auto", "output", "all", "none"):
                 return t
@@ -85,7 +87,7 @@ def _params_from(args, config: dict) -> dict:
             raise ParameterError(f"{args.config}: unknown key {key!r}. Known keys: train, test, out, "
                                  + ", ".join(p.name for p in PARAMS) + ".")
         p = PARAM_BY_NAME[key]
-        if p.kind in ("sizes", "layers") and isinstance(value, list):
+        if p.kind in ("sizes", "layers", "range") and isinstance(value, list):
             value = tuple(value)
         params[key] = validate_value(p, value, owner=f"the config file {args.config}")
     for p in PARAMS:
@@ -113,15 +115,31 @@ def _read_config(path):
 STDIN = "-"
 
 
-def _load(path, fmt="auto", skip_bad_lines=False):
-    from .data import load_libsvm, load_xmc
+FORMATS = ("auto", "xmc", "libsvm", "jsonl", "csv", "tsv")
+TEXT_FLAGS = dict(text_field="text", label_field="labels", label_sep="|", label_names=None)
 
+
+def _load(path, fmt="auto", skip_bad_lines=False, text: dict | None = None, labels=True, plain_text=False):
+    """(X, Y) of a data file: a CSR matrix and label matrix for XMC/LIBSVM, or a list of strings
+    and their label lists for JSONL/CSV/TSV (``text``: the text flags). ``labels=False`` reads
+    a text file's texts only (Y None); ``plain_text``: a file of no known format is one text per line."""
+    from .data import load_libsvm, load_xmc
+    from .textfile import load_texts
+
+    text = {**TEXT_FLAGS, **(text or {})}
     with _readable(path) as (local, shown):
         try:
             if fmt == "auto":
-                fmt = _sniff(local, shown)
-            loader = load_xmc if fmt == "xmc" else load_libsvm
-            X, Y, skipped = loader(local, skip_bad_lines=skip_bad_lines, return_skipped=True)
+                fmt = _sniff(local, shown, plain_text)
+            if fmt in ("xmc", "libsvm"):
+                loader = load_xmc if fmt == "xmc" else load_libsvm
+                X, Y, skipped = loader(local, skip_bad_lines=skip_bad_lines, return_skipped=True)
+            else:
+                X, Y, skipped = load_texts(local, fmt, text_field=text["text_field"],
+                                           label_field=text["label_field"] if labels else None,
+                                           label_sep=text["label_sep"], shown=shown, skip_bad_lines=skip_bad_lines)
+                if Y is not None and text["label_names"] is not None:
+                    Y = _named(Y, _label_names(text["label_names"]), shown)
         except DataFormatError as e:
             if local == shown:
                 raise
@@ -129,6 +147,66 @@ def _load(path, fmt="auto", skip_bad_lines=False):
     if skipped:
         print(f"{shown}: skipped {skipped:,} bad lines", file=sys.stderr)
     return X, Y
+
+
+def _label_names(path) -> list[str]:
+    """--label_names: line i of the file is the name of label id i."""
+    from .textfile import load_texts
+
+    names = load_texts(path, "lines", shown=f"--label_names {path}")[0]
+    return [n.strip() for n in names]
+
+
+def _named(Y: list, names: list[str], shown: str) -> list:
+    """Label id lists as name lists through --label_names."""
+    out = []
+    for i, row in enumerate(Y):
+        for v in row:
+            if not isinstance(v, int):
+                raise DataFormatError(f"record {i + 1} holds the label {v!r}, but --label_names maps label ids "
+                                      "(ints) to names; this file's labels are names already.", path=shown)
+            if v >= len(names):
+                raise DataFormatError(f"record {i + 1} holds label id {v}, but --label_names names {len(names):,} "
+                                      f"labels (ids 0..{len(names) - 1}).", path=shown)
+        out.append([names[v] for v in row])
+    return out
+
+
+def _is_text(X) -> bool:
+    return isinstance(X, list)
+
+
+def _n_labels(Y) -> int:
+    """Labels of training targets: a label matrix's columns, or the distinct labels (names) or
+    the largest id + 1 of label lists."""
+    if not isinstance(Y, list):
+        return Y.shape[1]
+    seen = {v for row in Y for v in row}
+    if seen and all(isinstance(v, int) for v in seen):
+        return max(seen) + 1
+    return len(seen)
+
+
+def _known_labels(Ytr: list):
+    """The labels training label lists make known: ids 0 .. largest, or the names seen."""
+    if all(isinstance(v, int) for row in Ytr for v in row):
+        return range(_n_labels(Ytr))
+    return {v for row in Ytr for v in row}
+
+
+def _known_only(Yte: list, known, shown: str) -> list:
+    """Test label lists without the labels training never saw (no model can rank them: they
+    count as misses, which P@k does anyway); says how many were left out."""
+    out, n_gone, rows = [], 0, 0
+    for row in Yte:
+        kept = [v for v in row if v in known]
+        n_gone += len(row) - len(kept)
+        rows += len(kept) < len(row)
+        out.append(kept)
+    if n_gone:
+        print(f"{shown}: {n_gone:,} labels on {rows:,} points are not in the training data and cannot be "
+              "predicted: they count as misses in P@k (recall and nDCG are over the known labels)", file=sys.stderr)
+    return out
 
 
 @contextmanager
@@ -167,26 +245,27 @@ def _renamed(e: DataFormatError, local: str, shown: str) -> DataFormatError:
     return out
 
 
-def _sniff(path, shown) -> str:
-    """'xmc' if the first line is a 'N D L' header, else 'libsvm'."""
-    import gzip
+def _sniff(path, shown, plain_text=False) -> str:
+    """The format of a data file: 'jsonl', 'csv' or 'tsv' by its name (.gz aside); 'jsonl' if it
+    starts with a JSON object; 'xmc' if the first line is a 'N D L' header; else 'libsvm', or
+    'lines' (one text per line) with ``plain_text``."""
+    from .textfile import open_binary, text_format
 
-    p = Path(path)
-    if not p.exists():
-        raise DataFormatError(f"data file {shown} does not exist.")
-    if p.is_dir():
-        raise DataFormatError(f"{shown} is a folder; expected a data file.")
-    with open(p, "rb") as f:
-        magic = f.read(2)
+    by_name = text_format(path, shown)
+    if by_name is not None:
+        return by_name
     try:
-        opener = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(p, "rb") as f:
+        with open_binary(path, shown) as f:
             first = f.readline(4096)
     except (OSError, EOFError) as e:
         raise DataFormatError(f"{shown}: cannot read ({e}).") from None
+    if first.lstrip().startswith(b"{"):
+        return "jsonl"
     parts = first.split()
     if len(parts) == 3 and all(x.isdigit() for x in parts):
         return "xmc"
+    if plain_text:
+        return "lines"
     return "libsvm"
 
 
@@ -207,11 +286,18 @@ def _load_data(run: dict):
         Xtr, Ytr, Xte, Yte = make_extreme(**BUILTIN)
         return Xtr, Ytr, Xte, Yte, {"name": "builtin:make_extreme", **BUILTIN}
     print(f"Loading {run['train']}...", file=sys.stderr)
-    Xtr, Ytr = _load(run["train"], run["format"], run["skip_bad_lines"])
+    text = {k: run.get(k, v) for k, v in TEXT_FLAGS.items()}
+    Xtr, Ytr = _load(run["train"], run["format"], run["skip_bad_lines"], text)
     Xte = Yte = None
     if run["test"] is not None:
-        Xte, Yte = _load(run["test"], run["format"], run["skip_bad_lines"])
-        if Xte.shape[1] != Xtr.shape[1] or Yte.shape[1] != Ytr.shape[1]:
+        Xte, Yte = _load(run["test"], run["format"], run["skip_bad_lines"], text)
+        if _is_text(Xtr) != _is_text(Xte):
+            raise DataFormatError(f"{run['test']} is {'text' if _is_text(Xte) else 'feature vectors'} but "
+                                  f"{run['train']} is {'text' if _is_text(Xtr) else 'feature vectors'}; expected "
+                                  "the same kind.")
+        if _is_text(Xtr):
+            Yte = _known_only(Yte, _known_labels(Ytr), run["test"])
+        elif Xte.shape[1] != Xtr.shape[1] or Yte.shape[1] != Ytr.shape[1]:
             raise DataFormatError(f"{run['test']}: has {Xte.shape[1]} features and {Yte.shape[1]} labels, but "
                                   f"{run['train']} has {Xtr.shape[1]} and {Ytr.shape[1]}; expected the same "
                                   "dimensions.")
@@ -260,7 +346,10 @@ def cmd_train(args) -> int:
         out = Path(args.out or config.get("out") or "slide-run")
         run = {"train": args.train or config.get("train"), "test": args.test or config.get("test"),
                "format": args.format, "skip_bad_lines": bool(args.skip_bad_lines), "max_eval": args.max_eval,
-               "checkpoint_every": args.checkpoint_every}
+               "checkpoint_every": args.checkpoint_every,
+               **{k: getattr(args, k) for k in TEXT_FLAGS}}
+        if run["label_names"] is not None:
+            run["label_names"] = str(run["label_names"])
         for key in ("train", "test"):
             run[key] = None if run[key] is None else str(run[key])
         if run["train"] == STDIN and run["test"] == STDIN:
@@ -281,6 +370,9 @@ def cmd_train(args) -> int:
     load_seconds = time.perf_counter() - t0
     if run["max_eval"] is not None and Xte is not None:
         Xte, Yte = Xte[: run["max_eval"]], Yte[: run["max_eval"]]
+    if _is_text(Xtr):
+        print(f"{len(Xtr):,} training texts, {_n_labels(Ytr):,} labels"
+              + (f"; {len(Xte):,} test texts" if Xte is not None else ""), file=sys.stderr)
     if args.dry_run:
         return _dry_run(clf, Xtr, Ytr)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +387,7 @@ def cmd_train(args) -> int:
         text = "".join(json.dumps(r) + "\n" for r in clf.history_)
         atomic_write(log_path, lambda f: f.write(text.encode()))
 
-    k = min(5, Ytr.shape[1])  # P@1, P@3, P@5 where there are that many labels
+    k = min(5, _n_labels(Ytr))  # P@1, P@3, P@5 where there are that many labels
     ks = tuple(c for c in (1, 3, 5) if c <= k)
     fit_kw = dict(eval_set=None if Xte is None else (Xte, Yte), eval_k=k, callback=on_epoch,
                   checkpoint_path=ckpt_path, checkpoint_every=every)
@@ -308,8 +400,10 @@ def cmd_train(args) -> int:
         ckpt_path.unlink()  # the run is complete: model.npz supersedes the checkpoint
     metrics = {}
     if Xte is not None:
-        top = clf.predict_topk(Xte, k=k)[0]
-        metrics = evaluate(Yte, top, ks=ks, propensities=label_propensities(Ytr) if Ytr.shape[0] >= 3 else None)
+        top = clf._topk_ids(Xte, k, None, "slide train")[0]  # label ids, whatever the labels' form
+        Ytr_m = clf._targets.encode(Ytr, len(Ytr), "train") if _is_text(Xtr) else Ytr
+        Yte_m = clf._targets.encode(Yte, len(Yte), "test") if _is_text(Xte) else Yte
+        metrics = evaluate(Yte_m, top, ks=ks, propensities=label_propensities(Ytr_m) if Ytr_m.shape[0] >= 3 else None)
     total_train = sum(r["epoch_seconds"] for r in clf.history_)
     n_seen = clf.history_[-1]["samples_seen"] if clf.history_ else 0
     result = {
@@ -318,10 +412,11 @@ def cmd_train(args) -> int:
         "samples_per_second": n_seen / total_train if total_train > 0 else None,
         "load_seconds": load_seconds,
         "epochs": clf.n_iter_,
-        "n_train": int(Xtr.shape[0]),
-        "n_test": None if Xte is None else int(Xte.shape[0]),
-        "n_features": int(Xtr.shape[1]),
-        "n_labels": int(Ytr.shape[1]),
+        "n_train": _n_rows(Xtr),
+        "n_test": None if Xte is None else _n_rows(Xte),
+        "n_features": int(clf.n_features_in_),
+        "n_labels": int(clf.n_labels_),
+        "featurise_seconds": clf.timings_.get("featurise"),
         "timings": {k: float(v) for k, v in clf.timings_.items()},
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
         "recipe": {c.name: {"value": c.value, "reason": c.reason} for c in clf.recipe_},
@@ -334,6 +429,10 @@ def cmd_train(args) -> int:
     print(_summary(result), file=sys.stdout)
     print(f"wrote {out / 'metrics.json'}, {log_path} and {out / 'model.npz'}", file=sys.stderr)
     return 0
+
+
+def _n_rows(X) -> int:
+    return len(X) if _is_text(X) else int(X.shape[0])
 
 
 def _layer_record(s) -> dict:
@@ -354,8 +453,13 @@ def _check_run(run: dict, where: str) -> None:
         if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
             raise DataFormatError(f"{where}: '{key}' is {v!r}; expected "
                                   + " or ".join("null" if t is type(None) else t.__name__ for t in types) + ".")
-    if run["format"] not in ("auto", "xmc", "libsvm"):
-        raise DataFormatError(f"{where}: 'format' is {run['format']!r}; expected 'auto', 'xmc' or 'libsvm'.")
+    if run["format"] not in FORMATS:
+        raise DataFormatError(f"{where}: 'format' is {run['format']!r}; expected one of "
+                              f"{', '.join(repr(f) for f in FORMATS)}.")
+    for key, default in TEXT_FLAGS.items():  # runs from before text input have none of these
+        v = run.setdefault(key, default)
+        if not (isinstance(v, str) or (v is None and default is None)):
+            raise DataFormatError(f"{where}: '{key}' is {v!r}; expected a string.")
     if run["max_eval"] is not None and run["max_eval"] < 1:
         raise DataFormatError(f"{where}: 'max_eval' is {run['max_eval']}; expected a positive int or null.")
 
@@ -371,6 +475,15 @@ def _dry_run(clf, X, Y) -> int:
 
     from .data_checks import row_maxima
 
+    if _is_text(X):  # the features the texts will become, and their label matrix
+        from .config import validate_params
+        from .targets import Targets
+        from .text import TextFeatures, resolve
+
+        t0 = time.perf_counter()
+        X = TextFeatures.fit(X, resolve(validate_params(clf.get_params()), len(X))[0])[1]
+        print(f"featurised the texts in {time.perf_counter() - t0:.1f} s: {X.shape[1]:,} features")
+        Y = Targets.fit(Y, n_rows=X.shape[0])[1]
     max_labels, max_nnz = row_maxima(X, Y)
     est = clf.estimate_memory(X.shape[1], Y.shape[1], max_labels=max_labels, max_nnz=max_nnz)
     avail = available_bytes()
@@ -415,16 +528,19 @@ def cmd_evaluate(args) -> int:
     from .metrics import evaluate
 
     clf = _load_model(args)
-    X, Y = _load(args.test, args.format, args.skip_bad_lines)
+    X, Y = _load(args.test, args.format, args.skip_bad_lines, _text_flags(args))
+    if _is_text(X):
+        known = set(clf.classes_.tolist()) if clf._targets.named else range(clf.n_labels_)
+        Y = clf._targets.encode(_known_only(Y, known, args.test), len(Y), args.test)
     if Y.shape[1] != clf.n_labels_:
         raise DataFormatError(f"{args.test}: has {Y.shape[1]} labels, but the model was trained with {clf.n_labels_}.")
     k = _k(args, clf)
     t0 = time.perf_counter()
-    top = clf.predict_topk(X, k=k, mode=args.predict_mode)[0]
+    top = clf._topk_ids(X, k, args.predict_mode, "slide evaluate")[0]
     sec = time.perf_counter() - t0
     res = evaluate(Y, top, ks=tuple(c for c in (1, 3, 5) if c <= k) or (k,))
     res["predict_seconds"] = sec
-    res["n_test"] = int(X.shape[0])
+    res["n_test"] = _n_rows(X)
     text = json.dumps(res, indent=2)
     if args.out:
         from .io import atomic_write
@@ -436,15 +552,19 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     clf = _load_model(args)
-    X, _ = _load(args.input, args.format, args.skip_bad_lines)
+    X, _ = _load(args.input, args.format, args.skip_bad_lines, _text_flags(args), labels=False,
+                 plain_text=clf.vectorizer_ is not None)
     labels, scores = clf.predict_topk(X, k=_k(args, clf), mode=args.predict_mode)
     rows = []
     for i in range(labels.shape[0]):
-        ok = labels[i] >= 0
-        if args.scores:
-            rows.append(" ".join(f"{l}:{s:.6g}" for l, s in zip(labels[i][ok], scores[i][ok])))
+        ok = np.array([l is not None and not (isinstance(l, (int, np.integer)) and l < 0) for l in labels[i]], bool)
+        names = [l.item() if isinstance(l, np.generic) else l for l in labels[i][ok]]
+        if args.json:
+            rows.append(json.dumps({"labels": names, "scores": [round(float(v), 6) for v in scores[i][ok]]}))
+        elif args.scores:
+            rows.append(" ".join(f"{l}:{s:.6g}" for l, s in zip(names, scores[i][ok])))
         else:
-            rows.append(" ".join(str(l) for l in labels[i][ok]))
+            rows.append(" ".join(str(l) for l in names))
     text = "\n".join(rows) + ("\n" if rows else "")
     if args.out:
         from .io import atomic_write
@@ -453,6 +573,24 @@ def cmd_predict(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _text_flags(args) -> dict:
+    return {k: getattr(args, k) for k in TEXT_FLAGS if hasattr(args, k)}
+
+
+def _add_text_flags(ap: argparse.ArgumentParser, labels: bool = True) -> None:
+    g = ap.add_argument_group("text files (JSON lines, CSV, TSV)")
+    g.add_argument("--text_field", "--text-field", default="text",
+                   help="the field (JSON lines) or column (CSV/TSV) that holds the text (default: text)")
+    if labels:
+        g.add_argument("--label_field", "--label-field", default="labels",
+                       help="the field or column of the labels: a JSON list of names or int ids, or one label; in "
+                            "CSV/TSV labels separated by --label_sep (default: labels)")
+        g.add_argument("--label_sep", "--label-sep", default="|",
+                       help="CSV/TSV: what separates the labels of one cell (default: |)")
+        g.add_argument("--label_names", "--label-names", default=None, metavar="FILE",
+                       help="int label ids to names: line i of FILE (.gz ok) names label i")
 
 
 def _add_predict_flags(ap: argparse.ArgumentParser) -> None:
@@ -464,8 +602,10 @@ def _add_predict_flags(ap: argparse.ArgumentParser) -> None:
                          "(default: the model's predict_mode)")
     ap.add_argument("--n_jobs", "--n-jobs", default=None, metavar="V",
                     help=f"threads: {allowed(PARAM_BY_NAME['n_jobs'])} (default: the model's n_jobs)")
-    ap.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto",
-                    help="input format (default auto: 'xmc' if the first line is an 'N D L' header)")
+    ap.add_argument("--format", choices=FORMATS + (("lines",) if ap.prog.endswith("predict") else ()),
+                    default="auto", help=FORMAT_HELP + (" ('lines': one text per line; auto for a text model's "
+                                                        "input of no other format)" if ap.prog.endswith("predict")
+                                                        else ""))
     ap.add_argument("--out", help="write here instead of standard output" if ap.prog.endswith("predict")
                     else "also write the metrics JSON here")
     ap.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true",
@@ -483,21 +623,27 @@ def _version() -> str:
         return __version__
 
 
+FORMAT_HELP = ("input format (default auto: jsonl/csv/tsv by the file name, jsonl if a line starts with '{', 'xmc' "
+               "if the first line is an 'N D L' header, else libsvm)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="slide", allow_abbrev=False,
                                  description="LSH-sparse training of extreme classifiers on CPUs (SLIDE).")
     ap.add_argument("--version", action="version", version=f"slide {_version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_file = "XMC ('N D L' header line) or LIBSVM text, plain or .gz; '-' reads standard input"
+    data_file = ("XMC ('N D L' header line), LIBSVM, or texts as JSON lines, CSV or TSV (see --text_field), "
+                 "plain or .gz; '-' reads standard input")
     tr = sub.add_parser("train", allow_abbrev=False, help="train a model (no TRAIN file: a built-in generated task)",
-                        description="Train on TRAIN (XMC or LIBSVM text, .gz ok), evaluate on TEST after every "
-                                    "epoch, write DIR/metrics.json, DIR/log.jsonl and DIR/model.npz.")
+                        description="Train on TRAIN (feature vectors as XMC or LIBSVM, or raw texts as JSON lines, "
+                                    "CSV or TSV; .gz ok), evaluate on TEST after every epoch, write "
+                                    "DIR/metrics.json, DIR/log.jsonl and DIR/model.npz. A model trained on texts "
+                                    "keeps its featuriser (the 'text' parameters) and predicts from raw strings.")
     tr.add_argument("train", nargs="?", help=f"training file: {data_file} (omit for the built-in generated task)")
     tr.add_argument("--test", help=f"test file, evaluated after every epoch: {data_file}")
     tr.add_argument("--out", help="output folder (default: slide-run)")
     tr.add_argument("--config", help="TOML file of parameters (keys as the flags below, plus train/test/out)")
-    tr.add_argument("--format", choices=("auto", "xmc", "libsvm"), default="auto",
-                    help="input format (default auto: 'xmc' if the first line is an 'N D L' header)")
+    tr.add_argument("--format", choices=FORMATS, default="auto", help=FORMAT_HELP)
     tr.add_argument("--max_eval", "--max-eval", type=int, default=None,
                     help="evaluate on the first N test points only (N >= 1)")
     tr.add_argument("--skip_bad_lines", "--skip-bad-lines", action="store_true",
@@ -508,11 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the interrupted run in DIR (its --out folder) from its last checkpoint")
     tr.add_argument("--dry_run", "--dry-run", action="store_true",
                     help="load the data, print the memory the training arrays need and what is available, stop")
+    _add_text_flags(tr)
     _add_param_flags(tr)
     ev = sub.add_parser("evaluate", allow_abbrev=False, help="P@k / nDCG@k of a saved model on a labelled file",
                         description="Evaluate MODEL on the labelled file TEST; print the metrics as JSON.")
     ev.add_argument("model", help="a model file written by slide train or SlideClassifier.save (model.npz)")
     ev.add_argument("test", help=f"labelled file: {data_file}")
+    _add_text_flags(ev)
     _add_predict_flags(ev)
     be = sub.add_parser("bench", allow_abbrev=False,
                         help="SLIDE vs dense / sampled-softmax baselines: P@1 against time",
@@ -547,13 +695,53 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", default="bench", help="output folder (default: bench)")
     _add_param_flags(be)
     pr = sub.add_parser("predict", allow_abbrev=False, help="top-k labels of every point of a file",
-                        description="Write the top-k label ids of every point of INPUT, one line per point, best "
-                                    "first.")
+                        description="Write the top-k labels of every point of INPUT, one line per point, best "
+                                    "first. For a model trained on texts INPUT holds raw texts: JSON lines, CSV, "
+                                    "TSV or one text per line ('-': standard input).")
     pr.add_argument("model", help="a model file written by slide train or SlideClassifier.save (model.npz)")
     pr.add_argument("input", help=f"points to label: {data_file} (labels in it are ignored)")
     pr.add_argument("--scores", action="store_true", help="write label:logit pairs")
+    pr.add_argument("--json", action="store_true",
+                    help='one JSON object per point: {"labels": [...], "scores": [...]} (label names may hold spaces)')
+    _add_text_flags(pr, labels=False)
     _add_predict_flags(pr)
+    se = sub.add_parser("serve", allow_abbrev=False, help="serve a text model over HTTP (JSON API and a search page)",
+                        description="Load MODEL (trained on texts) once and answer POST /predict {\"texts\": [...], "
+                                    "\"k\": 5}, GET /health, GET /info and GET / (a search page) with uvicorn. "
+                                    "Needs 'slide[serve]'.")
+    se.add_argument("model", help="a model file trained on texts (model.npz)")
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    se.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    se.add_argument("--predict_mode", "--predict-mode", choices=("auto", "lsh", "exact"), default="auto",
+                    help="default prediction mode: 'lsh' (only the labels the hash tables retrieve), 'exact' (every "
+                         "label), or 'auto' (the default: 'lsh' where the model's end-of-training check found LSH "
+                         "prediction's top label to be exact prediction's on >= 90%% of its rows, else 'exact'); a "
+                         "request may ask for either")
+    se.add_argument("--n_jobs", "--n-jobs", default=None, metavar="V",
+                    help=f"threads of the model: {allowed(PARAM_BY_NAME['n_jobs'])} (default: the model's n_jobs)")
+    se.add_argument("--max_texts", "--max-texts", type=int, default=1000, help="texts per request (default 1000)")
+    se.add_argument("--max_text_chars", "--max-text-chars", type=int, default=10_000,
+                    help="characters per text (default 10000)")
+    se.add_argument("--max_k", "--max-k", type=int, default=100, help="largest k a request may ask (default 100)")
     return ap
+
+
+def cmd_serve(args) -> int:
+    from .serve import Limits, serve
+
+    for name in ("port", "max_texts", "max_text_chars", "max_k"):
+        v = getattr(args, name)
+        if v < 1 or (name == "port" and v > 65535):
+            raise ParameterError(f"--{name} must be {'a port in [1, 65535]' if name == 'port' else 'a positive int'}. "
+                                 f"Got {v} instead.")
+    n_jobs = None
+    if args.n_jobs is not None:
+        p = PARAM_BY_NAME["n_jobs"]
+        n_jobs = validate_value(p, _parse_flag(p, args.n_jobs), owner="slide serve (flag --n_jobs)")
+    limits = Limits(max_texts=args.max_texts, max_text_chars=args.max_text_chars, max_k=args.max_k)
+    print(f"slide serve: loading {args.model}...", file=sys.stderr)
+    serve(args.model, host=args.host, port=args.port, mode=args.predict_mode, n_jobs=n_jobs, limits=limits)
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -617,6 +805,8 @@ def main(argv=None) -> int:
             return cmd_evaluate(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         return cmd_predict(args)
     except SlideError as e:
         print(f"slide: error: {e}", file=sys.stderr)

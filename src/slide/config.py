@@ -18,7 +18,7 @@ from .errors import ParameterError
 class Param:
     name: str
     default: Any
-    kind: str  # int, float, float_auto, bool, choice, sizes, layers, int_auto, size_auto, seed, n_jobs
+    kind: str  # int, float, float_auto, bool, choice, sizes, layers, range, int_auto, size_auto, seed, n_jobs
     help: str
     low: float | None = None
     high: float | None = None
@@ -55,6 +55,20 @@ PARAMS: tuple[Param, ...] = (
        group="network"),
     _p("normalize", "l2", "choice", "scale each input row: 'l2' (unit norm) or 'none'",
        choices=("l2", "none"), group="network"),
+    # --- text (a model fitted on strings: slide.text)
+    _p("text_features", "tfidf", "choice", "how strings become features: 'tfidf' (scikit-learn's "
+       "TfidfVectorizer, a vocabulary of the training texts' n-grams) or 'hashing' (HashingVectorizer then "
+       "idf: n-grams hashed into hash_features columns, no vocabulary)", choices=("tfidf", "hashing"),
+       group="text"),
+    _p("analyzer", "word", "choice", "text n-grams of 'word's or of characters inside word boundaries "
+       "('char_wb')", choices=("word", "char_wb"), group="text"),
+    _p("ngram_range", "auto", "range", "(shortest, longest) n-gram; 'auto': 1,2 for words, 2,5 for "
+       "characters", low=1, high=10, group="text"),
+    _p("min_df", "auto", "int_auto", "text_features='tfidf': keep terms of at least this many training "
+       "texts; 'auto': 2, or 1 under 1,000 texts", low=1, high=1 << 40, group="text"),
+    _p("sublinear_tf", True, "bool", "text: term frequency as 1 + log(tf)", group="text"),
+    _p("hash_features", 1 << 18, "int", "text_features='hashing': number of hashed feature columns",
+       low=16, high=1 << 26, group="text"),
     # --- LSH
     _p("hash_family", "simhash", "choice", "hash family of LSH layers",
        choices=("simhash", "wta", "dwta", "doph"), group="lsh"),
@@ -179,6 +193,8 @@ def allowed(p: Param) -> str:
         return f"'auto' or a tuple of ints in [1, {int(p.high)}] (possibly empty)"
     if k == "layers":
         return "'auto', 'output', 'all', 'none' or a tuple of layer numbers >= 0"
+    if k == "range":
+        return f"'auto' or a pair of ints (shortest, longest) with {int(p.low)} <= shortest <= longest <= {int(p.high)}"
     if k == "seed":
         return "None or an int in [0, 2**63)"
     if k == "n_jobs":
@@ -240,6 +256,19 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 _fail(owner, p, "'auto', 'output', 'all', 'none' or a tuple of layer numbers >= 0", value)
         return tuple(sorted(set(int(v) for v in vals)))
+    if k == "range":
+        if is_str and value == "auto":
+            return value
+        try:
+            lo, hi = value
+        except (TypeError, ValueError):
+            _fail(owner, p, allowed(p), value)
+        for v in (lo, hi):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                _fail(owner, p, allowed(p), value)
+        if not p.low <= lo <= hi <= p.high:
+            _fail(owner, p, allowed(p), value)
+        return (int(lo), int(hi))
     if k == "seed":
         if value is None:
             return None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import _numba_cache
 from . import predict as _predict
@@ -34,10 +34,23 @@ from .persist import load_model, save_model
 from .recipe import DataProfile
 from .state import TIMED_PHASES, TrainState, resolve_n_jobs
 from .targets import Targets
+from .text import TextFeatures, as_texts, check_text_model, resolve as resolve_text
 
 log = logging.getLogger("slide")
 
 __all__ = ["SlideClassifier", "load", "resolve_n_jobs", "TIMED_PHASES"]
+
+
+_POOLS: list = []  # the ThreadpoolController, made once
+
+
+def _controller():
+    """threadpoolctl's view of the loaded BLAS/OpenMP libraries. Finding them walks every loaded
+    shared library (3 ms, which was most of a one-query prediction), so it is done once, at the
+    first call, when NumPy's and SciPy's BLAS are loaded."""
+    if not _POOLS:
+        _POOLS.append(ThreadpoolController())
+    return _POOLS[0]
 
 
 @contextmanager
@@ -46,7 +59,7 @@ def thread_limits(n: int):
     old = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n):
+        with _controller().limit(limits=n):
             yield
     finally:
         numba.set_num_threads(old)
@@ -122,8 +135,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Epochs run.
     """
 
+    _text = None  # a text model's featuriser (slide.text.TextFeatures), set by fit and load
+
     def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
-                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", hash_family="simhash",
+                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", text_features="tfidf",
+                 analyzer="word", ngram_range="auto", min_df="auto", sublinear_tf=True, hash_features=1 << 18,
+                 hash_family="simhash",
                  hashes_per_table="auto", n_tables="auto",
                  bucket_size="auto", bucket_bits="auto", insertion="reservoir", selection="topk",
                  active_size="auto", threshold=2, min_active="auto", sample_correction=True, sampler="log_uniform", center=True,
@@ -140,6 +157,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.output_init = output_init
         self.centroid_scale = centroid_scale
         self.normalize = normalize
+        self.text_features = text_features
+        self.analyzer = analyzer
+        self.ngram_range = ngram_range
+        self.min_df = min_df
+        self.sublinear_tf = sublinear_tf
+        self.hash_features = hash_features
         self.hash_family = hash_family
         self.hashes_per_table = hashes_per_table
         self.n_tables = n_tables
@@ -205,6 +228,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     data_profile_ = _from_state("data_profile", "The statistics of the training data the recipe read.")
 
     @property
+    def vectorizer_(self):
+        """A model fitted on strings: the fitted scikit-learn featuriser (``TfidfVectorizer``, or
+        ``HashingVectorizer`` then ``TfidfTransformer``); None for a model fitted on a matrix."""
+        self._fitted()
+        return None if self._text is None else self._text.vectorizer
+
+    @property
     def classes_(self) -> np.ndarray:
         self._fitted()
         return self._targets.classes
@@ -264,12 +294,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if Y is None:
             raise ParameterError("SlideClassifier requires y to be passed, but the target y is None: fit(X, Y) "
                                  "needs the labels of X.")
-        X = check_X(X, name="X", normalize=p["normalize"], min_samples=1)
+        text, text_choices, featurise_seconds = None, [], 0.0
+        texts = as_texts(X, "X")
+        if texts is not None:  # strings: fit the featuriser once, on the training texts
+            t_text = time.perf_counter()
+            settings, text_choices = resolve_text(p, len(texts))
+            text, X = TextFeatures.fit(texts, settings)
+            featurise_seconds = time.perf_counter() - t_text
+        if text is None:  # the featuriser's rows are canonical already, of unit norm
+            X = check_X(X, name="X", normalize=p["normalize"], min_samples=1)
         targets, Y = Targets.fit(Y, n_rows=X.shape[0], name="Y")
-        eval_set = self._check_eval_set(eval_set, X.shape[1], targets, p["normalize"])
+        eval_set = self._check_eval_set(eval_set, X.shape[1], targets, p["normalize"], text)
         eval_k = _eval_k(eval_k, "fit", Y.shape[1])
         training.check_callbacks(callback, batch_callback, batch_callback_every)
-        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), targets)
+        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), targets, text)
         n_labels_per_row = np.diff(Y.indptr)
         n_trainable = int((n_labels_per_row > 0).sum())
         if n_trainable == 0:
@@ -279,6 +317,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         p, choices = recipe.resolve(p, profile, n_batches)
         specs = resolve_specs(p, X.shape[1], Y.shape[1])
         p, choices = recipe.resolve_schedule(p, specs, choices)
+        choices = text_choices + choices
         with _verbose_logging(p["verbose"]):
             log.info(recipe.report(profile, choices))
             compiling = _numba_cache.first_use()
@@ -301,11 +340,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                                    fingerprint=training.data_fingerprint(X, Y))
                 state.rebuild_tables(initial=True)
                 state.timings["setup"] = time.perf_counter() - t_setup
-                self.state_, self._targets = state, targets
+                if text is not None:
+                    state.timings["featurise"] = featurise_seconds  # part of setup
+                self.state_, self._targets, self._text = state, targets, text
                 self.n_features_in_ = X.shape[1]
                 training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback,
                              checkpoint=checkpoint, batch_callback=batch_callback,
                              batch_callback_every=batch_callback_every)
+                _check_lsh(state, X)
             if compiling:
                 log.info(f"Kernels compiled and cached: this first fit took {time.perf_counter() - t_setup:.1f} s "
                          "with compilation.")
@@ -323,7 +365,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ParameterError("This model holds no training progress: resume needs a checkpoint written "
                                  "during fit (checkpoint_path=...), not a finished model.")
         p = state.config
-        X = check_X(X, name="X", n_features=self.n_features_in_, normalize=p["normalize"])
+        X = self._validated_X(X)
         Y = self._targets.encode(Y, X.shape[0], "Y")
         where = getattr(self, "_loaded_from", "checkpoint")
         training.check_same_data(state.progress.fingerprint, X, Y, where)
@@ -333,24 +375,31 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise DataFormatError(f"{where}: the checkpoint's buffers hold {state.max_nnz} non-zeros and "
                                   f"{state.max_labels} labels per sample, but its training data has rows with "
                                   f"{need_nnz} and {need_labels}: the checkpoint's metadata is inconsistent.")
-        eval_set = self._check_eval_set(eval_set, X.shape[1], self._targets, p["normalize"])
+        eval_set = self._check_eval_set(eval_set, X.shape[1], self._targets, p["normalize"], self._text)
         eval_k = _eval_k(eval_k, "resume", self.n_labels_)
         training.check_callbacks(callback, batch_callback, batch_callback_every)
-        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), self._targets)
+        checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), self._targets,
+                                    self._text)
         if checkpoint is not None:
             checkpoint.mark(state.step)
         with _verbose_logging(p["verbose"]), thread_limits(state.n_threads):
             training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback, checkpoint=checkpoint,
                          batch_callback=batch_callback, batch_callback_every=batch_callback_every)
+            _check_lsh(state, X)
         return self
 
     @staticmethod
-    def _check_eval_set(eval_set, n_features, targets: Targets, normalize):
+    def _check_eval_set(eval_set, n_features, targets: Targets, normalize, text: TextFeatures | None):
         if eval_set is None:
             return None
         if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
             raise ParameterError("eval_set must be a pair (X_val, Y_val).")
-        Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
+        texts = as_texts(eval_set[0], "eval_set[0]")
+        check_text_model(text, texts, "eval_set[0]")
+        if texts is not None:
+            Xv = text.transform(texts)
+        else:
+            Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
         return Xv, targets.encode(eval_set[1], Xv.shape[0], "eval_set[1]")
 
     def estimate_memory(self, n_features, n_labels, *, max_labels=1, max_nnz=100) -> dict:
@@ -375,7 +424,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         names) to one ``.npz`` file, atomically and checksummed (:mod:`slide.io`);
         :func:`slide.load` reads it."""
         state = self._fitted()
-        save_model(_check_path(path, "save"), self._saved_params(), state, self._targets)
+        save_model(_check_path(path, "save"), self._saved_params(), state, self._targets, self._text)
 
     def _saved_params(self) -> dict:
         params = self.get_params()
@@ -385,9 +434,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _from_file(cls, path) -> "SlideClassifier":
-        params, state, targets = load_model(path)
+        params, state, targets, text = load_model(path)
         model = cls(**params)
-        model.state_, model._targets = state, targets
+        model.state_, model._targets, model._text = state, targets, text
         model.n_features_in_ = state.n_features
         model._loaded_from = str(path)
         return model
@@ -395,6 +444,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ prediction
     def _validated_X(self, X):
         state = self._fitted()
+        texts = as_texts(X, "X")
+        check_text_model(self._text, texts, "X")
+        if texts is not None:  # the featuriser's rows are canonical already, of unit norm like fit's
+            return self._text.transform(texts)
         return check_X(X, name="X", n_features=self.n_features_in_, normalize=state.config["normalize"])
 
     def _mode(self, mode) -> str:
@@ -508,6 +561,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return Z
 
 
+def _check_lsh(state: TrainState, X) -> None:
+    """A finished fit with an LSH output layer records how often LSH prediction's top label is
+    exact prediction's on a sample of the training rows (``state.lsh_check``; ``slide serve``
+    reads it to choose its default mode)."""
+    if state.progress is None and state.specs[-1].lsh:
+        t0 = time.perf_counter()
+        state.lsh_check = _predict.lsh_check(state, X, state.n_threads, seed=state.seed % (2**32))
+        state.timings["lsh_check"] = time.perf_counter() - t0
+        log.info(f"LSH prediction agrees with exact prediction on the top label of "
+                 f"{state.lsh_check['top1_agreement']:.1%} of {state.lsh_check['rows']:,} training rows")
+
+
 def load(path) -> SlideClassifier:
     """Load a model written by :meth:`SlideClassifier.save` (verifies format and checksums)."""
     return SlideClassifier._from_file(_check_path(path, "load"))
@@ -526,7 +591,7 @@ def _eval_k(eval_k, where: str, n_labels: int) -> int:
     return check_k(eval_k, name="eval_k", where=where, n_labels=n_labels)
 
 
-def _checkpointing(path, every, params, targets):
+def _checkpointing(path, every, params, targets, featuriser=None):
     """A :class:`slide.training.Checkpointing` from fit's arguments (None without a path)."""
     if path is None:
         if every is not None:
@@ -544,7 +609,7 @@ def _checkpointing(path, every, params, targets):
     if not target.parent.is_dir():
         raise ParameterError(f"checkpoint_path {path}: the folder {target.parent} does not exist.")
     if every is None:
-        return training.Checkpointing(str(path), params, targets)
+        return training.Checkpointing(str(path), params, targets, featuriser)
     if isinstance(every, str):
         text = every.strip().lower()
         units = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -552,12 +617,12 @@ def _checkpointing(path, every, params, targets):
             if text and text[-1] in units:
                 seconds = float(text[:-1]) * units[text[-1]]
                 if seconds > 0:
-                    return training.Checkpointing(str(path), params, targets, every_seconds=seconds)
+                    return training.Checkpointing(str(path), params, targets, featuriser, every_seconds=seconds)
             elif int(text) > 0:
-                return training.Checkpointing(str(path), params, targets, every_batches=int(text))
+                return training.Checkpointing(str(path), params, targets, featuriser, every_batches=int(text))
         except ValueError:
             pass
     elif isinstance(every, (int, np.integer)) and not isinstance(every, bool) and every > 0:
-        return training.Checkpointing(str(path), params, targets, every_batches=int(every))
+        return training.Checkpointing(str(path), params, targets, featuriser, every_batches=int(every))
     raise ParameterError(f"checkpoint_every must be a positive number of batches (e.g. 500) or a time such as "
                          f"'10m', '90s' or '1h'. Got {every!r} instead.")

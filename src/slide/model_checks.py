@@ -93,3 +93,17 @@ def tables(buckets: np.ndarray, fill: np.ndarray, n_out: int, name: str, where) 
     ids = buckets[held]
     if ids.size and (ids.min() < 0 or ids.max() >= n_out):
         raise DataFormatError(f"{where}: array buckets{name} holds neuron ids outside [0, {n_out}).")
+
+
+def lsh_check(record, where):
+    """The stored LSH-vs-exact agreement record (None, or rows and a share in [0, 1])."""
+    if record is None:
+        return None
+    ok = (isinstance(record, dict) and set(record) == {"rows", "top1_agreement"}
+          and isinstance(record["rows"], int) and not isinstance(record["rows"], bool) and record["rows"] >= 1
+          and isinstance(record["top1_agreement"], (int, float)) and not isinstance(record["top1_agreement"], bool)
+          and 0.0 <= record["top1_agreement"] <= 1.0)
+    if not ok:
+        raise DataFormatError(f"{where}: metadata 'lsh_check' is {record!r:.80}; expected null or "
+                              '{"rows": int >= 1, "top1_agreement": a number in [0, 1]}.')
+    return {"rows": record["rows"], "top1_agreement": float(record["top1_agreement"])}

@@ -14,14 +14,18 @@ from .errors import DataFormatError
 from .io import read_arrays, write_arrays
 from .state import TrainState, _listed, tupled
 from .targets import Targets
+from .text import TextFeatures
 
 
-def save_model(path, params: dict, state: TrainState, targets: Targets) -> None:
-    """Write ``state`` with the estimator parameters ``params`` and its targets' form and label
-    names to ``path`` (atomically)."""
+def save_model(path, params: dict, state: TrainState, targets: Targets, text: TextFeatures | None = None) -> None:
+    """Write ``state`` with the estimator parameters ``params``, its targets' form and label
+    names, and a text model's featuriser to ``path`` (atomically)."""
     arrays, meta = state.to_arrays()
     meta["params"] = _listed(params)
     meta["targets"] = targets.to_dict()
+    if text is not None:
+        text_arrays, meta["text"] = text.to_arrays()
+        arrays.update(text_arrays)
     write_arrays(path, arrays, meta)
 
 
@@ -33,8 +37,9 @@ def _params(stored: dict) -> dict:
     return params
 
 
-def load_model(path) -> tuple[dict, TrainState, Targets]:
-    """(estimator parameters, state, targets) from a file written by :func:`save_model`."""
+def load_model(path) -> tuple[dict, TrainState, Targets, TextFeatures | None]:
+    """(estimator parameters, state, targets, text featuriser or None) from a file written by
+    :func:`save_model`."""
     arrays, meta = read_arrays(path)
     try:
         params = _params(meta["params"])  # as the user gave them (get_params round-trips)
@@ -42,7 +47,10 @@ def load_model(path) -> tuple[dict, TrainState, Targets]:
         # files from before the recipe stored the values they trained with as the parameters
         config = validate_params({**params, **_params(meta.get("resolved_params", meta["params"]))})
         state = TrainState.from_arrays(arrays, meta, config, where=path)
-        return params, state, Targets.from_dict(meta.get("targets"), state.n_labels)
+        text = None
+        if meta.get("text") is not None:
+            text = TextFeatures.from_arrays(arrays, meta["text"], state.n_features, path)
+        return params, state, Targets.from_dict(meta.get("targets"), state.n_labels), text
     except DataFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -54,9 +54,9 @@ def _listed(d: dict) -> dict:
 
 
 def tupled(d: dict) -> dict:
-    """A parameter dict read from JSON (the two tuple-valued parameters back to tuples)."""
+    """A parameter dict read from JSON (the tuple-valued parameters back to tuples)."""
     out = dict(d)
-    for name in ("hidden_layer_sizes", "lsh_layers"):
+    for name in ("hidden_layer_sizes", "lsh_layers", "ngram_range"):
         if isinstance(out.get(name), list):
             out[name] = tuple(out[name])
     return out
@@ -87,6 +87,9 @@ class TrainState:
     timings: dict = field(default_factory=lambda: {k: 0.0 for k in TIMED_PHASES})
     recipe: list = field(default_factory=list)  # recipe.Choice records of the 'auto' values
     data_profile: DataProfile | None = None
+    # how far LSH-sparse prediction follows exact prediction, measured at the end of training:
+    # {"rows": n, "top1_agreement": share of rows whose top label is the same} (None: no LSH layer)
+    lsh_check: dict | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -196,6 +199,7 @@ class TrainState:
             "history": self.history,
             "timings": {k: float(v) for k, v in self.timings.items()},
             "progress": None if self.progress is None else self.progress.to_dict(),
+            "lsh_check": self.lsh_check,
         }
         return arrays, meta
 
@@ -246,6 +250,7 @@ class TrainState:
         state.recipe = [Choice(**c) for c in meta.get("recipe", [])]
         state.data_profile = DataProfile(**meta["data_profile"]) if meta.get("data_profile") else None
         state.progress = None if meta.get("progress") is None else Progress.from_dict(meta["progress"], where)
+        state.lsh_check = model_checks.lsh_check(meta.get("lsh_check"), where)
         return state
 
     def __reduce__(self):

@@ -122,6 +122,7 @@ class Checkpointing:
     path: str
     params: dict  # the estimator's parameters, written with the state ...
     targets: object  # ... and its targets.Targets (label names)
+    text: object = None  # ... and a text model's featuriser (slide.text.TextFeatures)
     every_batches: int | None = None
     every_seconds: float | None = None
     last_time: float = field(default_factory=time.perf_counter)
@@ -309,7 +310,7 @@ def _write_checkpoint(state, progress: Progress, checkpoint: Checkpointing, time
     _add_phase_times(state, timers, rate)
     from .persist import save_model
 
-    save_model(checkpoint.path, checkpoint.params, state, checkpoint.targets)
+    save_model(checkpoint.path, checkpoint.params, state, checkpoint.targets, checkpoint.text)
     checkpoint.mark(state.step)
 
 
