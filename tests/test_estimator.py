@@ -83,8 +83,11 @@ def test_fit_returns_self_and_sets_fitted_attributes(data):
     assert clf.coefs_[0].shape == (X.shape[1], 32) and clf.coefs_[1].shape == (Y.shape[1], 32)
     assert len(clf.history_) == 3 and clf.n_iter_ == 3
     assert {"P@1", "P@5", "loss", "samples_per_second", "active_mean"} <= set(clf.history_[-1])
-    assert set(clf.timings_) == {"setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild"}
+    # and, with an LSH output layer, the end-of-fit check of LSH against exact prediction
+    assert set(clf.timings_) == {"setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild",
+                                 "lsh_check"}
     assert clf.layer_specs_[-1].lsh and not clf.layer_specs_[0].lsh
+    assert clf.state_.lsh_check["rows"] == min(1000, X.shape[0])
 
 
 def test_predict_shapes_and_learning(data):
