@@ -221,3 +221,21 @@ def test_version_1_files_without_a_metadata_checksum_still_load(model_path, data
         zf.writestr("__meta__.npy", buf.getvalue())
     a, b = slide.load(model_path), slide.load(old)
     np.testing.assert_array_equal(a.predict_topk(Xt)[0], b.predict_topk(Xt)[0])
+
+
+def test_a_model_loaded_for_prediction_only(model_path, data, tmp_path):
+    X, Y, Xt, Yt = data
+    whole = slide.load(model_path)
+    light = slide.load(model_path, optimizer_state=False)
+    assert not light.state_.optimizer_state and whole.state_.optimizer_state
+    assert (light.predict_topk(Xt, k=3)[0] == whole.predict_topk(Xt, k=3)[0]).all()
+    assert all(not a.any() for a in light.state_.net.vW.arrays)  # never read: zeros, no memory touched
+    light.save(tmp_path / "light.npz")  # a prediction-only file: no moments in it
+    moments = sum(2 * (W.nbytes + b.nbytes) for W, b in zip(whole.coefs_, whole.intercepts_))
+    assert model_path.stat().st_size - (tmp_path / "light.npz").stat().st_size >= 0.99 * moments
+    again = slide.load(tmp_path / "light.npz")
+    assert not again.state_.optimizer_state
+    assert (again.predict_topk(Xt, k=3)[0] == whole.predict_topk(Xt, k=3)[0]).all()
+    with pytest.raises(slide.errors.ParameterError, match="optimizer_state"):
+        slide.load(model_path, optimizer_state="no")
+    load_fails(crafted(model_path, tmp_path, lambda arrays, meta: meta.update(optimizer_state=1)), "'optimizer_state'")

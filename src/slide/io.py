@@ -143,7 +143,7 @@ def write_arrays(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     atomic_write(path, lambda f: np.savez(f, **payload))
 
 
-def _read_members(path: Path) -> dict[str, np.ndarray]:
+def _read_members(path: Path, skip=None) -> dict[str, np.ndarray]:
     """Every ``.npy`` member of the zip at ``path``, each header checked before its data is
     read: a plain dtype (no objects), and a declared size that the member really holds (a
     header may not claim 10^11 elements and make the reader allocate them)."""
@@ -158,6 +158,8 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
             if info.compress_type != zipfile.ZIP_STORED or info.file_size > on_disk:
                 raise DataFormatError(f"{path}: member {name!r} is compressed or larger than the file: "
                                       f"not a model file slide wrote.")
+            if skip is not None and skip(name[:-4]):
+                continue
             with zf.open(info) as f:
                 try:
                     version = np.lib.format.read_magic(f)
@@ -185,15 +187,16 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read and verify a model file; raises DataFormatError naming the problem."""
+def read_arrays(path, skip=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Read and verify a model file; raises DataFormatError naming the problem. ``skip(name)``
+    true: that array is neither read nor verified (absent from the result)."""
     path = Path(path)
     if not path.exists():
         raise DataFormatError(f"model file {path} does not exist.")
     if path.is_dir():
         raise DataFormatError(f"{path} is a folder; expected a model file written by SlideClassifier.save.")
     try:
-        arrays = _read_members(path)
+        arrays = _read_members(path, skip)
     except _READ_ERRORS as e:
         raise DataFormatError(f"{path} is not a readable slide model file (truncated or corrupted?): {e}") from None
     if "__meta__" not in arrays:
@@ -220,6 +223,8 @@ def read_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
         raise DataFormatError(f"{path}: metadata 'sha256' must be a record of array digests.")
     for k in sorted(set(sums) | set(arrays)):
+        if skip is not None and skip(k) and k not in arrays:
+            continue
         if k not in arrays:
             raise DataFormatError(f"{path}: the array {k!r} is missing (corrupted file).")
         if k not in sums or _digest(arrays[k]) != sums[k]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .config import validate_params
 from .errors import DataFormatError
 from .io import read_arrays, write_arrays
-from .state import TrainState, _listed, tupled
+from .state import ADAM_MEMBER, TrainState, _listed, tupled
 from .targets import Targets
 from .text import TextFeatures
 
@@ -37,16 +37,17 @@ def _params(stored: dict) -> dict:
     return params
 
 
-def load_model(path) -> tuple[dict, TrainState, Targets, TextFeatures | None]:
+def load_model(path, optimizer_state: bool = True) -> tuple[dict, TrainState, Targets, TextFeatures | None]:
     """(estimator parameters, state, targets, text featuriser or None) from a file written by
-    :func:`save_model`."""
-    arrays, meta = read_arrays(path)
+    :func:`save_model`; without ``optimizer_state`` the Adam moments are not read (a model for
+    prediction: its state says so, and it cannot resume training)."""
+    arrays, meta = read_arrays(path, skip=None if optimizer_state else ADAM_MEMBER.fullmatch)
     try:
         params = _params(meta["params"])  # as the user gave them (get_params round-trips)
         validate_params(params)
         # files from before the recipe stored the values they trained with as the parameters
         config = validate_params({**params, **_params(meta.get("resolved_params", meta["params"]))})
-        state = TrainState.from_arrays(arrays, meta, config, where=path)
+        state = TrainState.from_arrays(arrays, meta, config, where=path, optimizer_state=optimizer_state)
         text = None
         if meta.get("text") is not None:
             text = TextFeatures.from_arrays(arrays, meta["text"], state.n_features, path)

@@ -338,7 +338,7 @@ def serve(model_path, *, host: str = "127.0.0.1", port: int = 8000, mode: str = 
         raise ParameterError("slide serve needs Starlette and uvicorn: pip install 'slide[serve]'.") from None
     from . import load
 
-    model = load(model_path)
+    model = load(model_path, optimizer_state=False)  # prediction only: the Adam moments stay on disk
     if n_jobs is not None:
         model.set_params(n_jobs=n_jobs)
     app = create_app(model, path=model_path, mode=mode, limits=limits)

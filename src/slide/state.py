@@ -14,6 +14,7 @@ estimator only holds one as ``state_``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -30,8 +31,9 @@ from .training import Progress
 # phases summed over threads, then the optimiser pass and table rebuilds (wall)
 TIMED_PHASES = ("setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild")
 
-# the moments stored per layer when the optimiser is Adam
+# the moments stored per layer when the optimiser is Adam, and their names in a model file
 _ADAM_ARRAYS = ("mW", "vW", "mb", "vb")
+ADAM_MEMBER = re.compile(r"(mW|vW|mb|vb)\d+")
 
 
 def resolve_n_jobs(n_jobs) -> int:
@@ -90,6 +92,9 @@ class TrainState:
     # how far LSH-sparse prediction follows exact prediction, measured at the end of training:
     # {"rows": n, "top1_agreement": share of rows whose top label is the same} (None: no LSH layer)
     lsh_check: dict | None = None
+    # False: loaded for prediction only (slide.load(..., optimizer_state=False)): the Adam moments
+    # are zeros, never saved, and training cannot resume from it
+    optimizer_state: bool = True
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -180,7 +185,7 @@ class TrainState:
         for l in range(len(self.specs)):
             arrays[f"W{l}"], arrays[f"b{l}"] = self.net.W.arrays[l], self.net.b.arrays[l]
             for name, per_layer in self._array_slots():
-                if name in _ADAM_ARRAYS or self.specs[l].lsh:
+                if (name in _ADAM_ARRAYS and self.optimizer_state) or (name not in _ADAM_ARRAYS and self.specs[l].lsh):
                     arrays[f"{name}{l}"] = per_layer[l]
         meta = {
             "resolved_params": _listed(self.config),
@@ -200,11 +205,13 @@ class TrainState:
             "timings": {k: float(v) for k, v in self.timings.items()},
             "progress": None if self.progress is None else self.progress.to_dict(),
             "lsh_check": self.lsh_check,
+            "optimizer_state": self.optimizer_state,
         }
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: dict, meta: dict, config: dict, where="model") -> "TrainState":
+    def from_arrays(cls, arrays: dict, meta: dict, config: dict, where="model",
+                    optimizer_state: bool = True) -> "TrainState":
         """The state :meth:`to_arrays` described, given its validated ``config``. Everything is
         checked before a kernel sees it (:mod:`slide.model_checks`): counters and sizes, layer
         settings against ``config``, every array's dtype, shape and range (DataFormatError
@@ -229,9 +236,13 @@ class TrainState:
         max_nnz = model_checks.meta_int(meta, "max_nnz", where, low=1, high=n_features)
         state = cls.build(config, specs, Ws, bs, seed=seed, label_order=ranked, max_labels=max_labels,
                           max_nnz=max_nnz)
+        stored = meta.get("optimizer_state", True)
+        if not isinstance(stored, bool):
+            raise DataFormatError(f"{where}: metadata 'optimizer_state' is {stored!r}; expected true or false.")
+        state.optimizer_state = keep = optimizer_state and stored
         for name, per_layer in state._array_slots():
             for l in range(n_layers):
-                if name not in _ADAM_ARRAYS and not specs[l].lsh:
+                if (name not in _ADAM_ARRAYS and not specs[l].lsh) or (name in _ADAM_ARRAYS and not keep):
                     continue
                 dst = per_layer[l]
                 src = model_checks.array(arrays, f"{name}{l}", dst.shape, dst.dtype, where,
