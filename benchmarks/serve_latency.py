@@ -263,7 +263,6 @@ def main() -> None:
         print(f"{name:8s} P@1 {result['accuracy'][name]['P@1']:.4f}  P@5 {result['accuracy'][name]['P@5']:.4f}  "
               f"in-process one query p50 {result['inprocess'][name]['p50_ms']:.2f} ms "
               f"p99 {result['inprocess'][name]['p99_ms']:.2f} ms", flush=True)
-    del tree
 
     levels = [int(c) for c in args.concurrency.split(",")]
     servers = [("slide", [sys.executable, "-m", "slide.cli", "serve", args.model, "--n_jobs", str(args.n_jobs)],

@@ -513,10 +513,14 @@ def _load_model(args):
 
     clf = load(args.model)
     if args.n_jobs is not None:
-        p = PARAM_BY_NAME["n_jobs"]
-        clf.set_params(n_jobs=validate_value(p, _parse_flag(p, args.n_jobs), owner=f"slide {args.command} (flag "
-                                                                                     "--n_jobs)"))
+        clf.set_params(n_jobs=_n_jobs_flag(args))
     return clf
+
+
+def _n_jobs_flag(args):
+    """--n_jobs of predict, evaluate and serve, validated by the parameter table."""
+    p = PARAM_BY_NAME["n_jobs"]
+    return validate_value(p, _parse_flag(p, args.n_jobs), owner=f"slide {args.command} (flag --n_jobs)")
 
 
 def _k(args, clf) -> int:
@@ -734,10 +738,7 @@ def cmd_serve(args) -> int:
         if v < 1 or (name == "port" and v > 65535):
             raise ParameterError(f"--{name} must be {'a port in [1, 65535]' if name == 'port' else 'a positive int'}. "
                                  f"Got {v} instead.")
-    n_jobs = None
-    if args.n_jobs is not None:
-        p = PARAM_BY_NAME["n_jobs"]
-        n_jobs = validate_value(p, _parse_flag(p, args.n_jobs), owner="slide serve (flag --n_jobs)")
+    n_jobs = None if args.n_jobs is None else _n_jobs_flag(args)
     limits = Limits(max_texts=args.max_texts, max_text_chars=args.max_text_chars, max_k=args.max_k)
     print(f"slide serve: loading {args.model}...", file=sys.stderr)
     serve(args.model, host=args.host, port=args.port, mode=args.predict_mode, n_jobs=n_jobs, limits=limits)

@@ -397,12 +397,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return None
         if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
             raise ParameterError("eval_set must be a pair (X_val, Y_val).")
-        texts = as_texts(eval_set[0], "eval_set[0]")
-        check_text_model(text, texts, "eval_set[0]")
-        if texts is not None:
-            Xv = text.transform(texts)
-        else:
-            Xv = check_X(eval_set[0], name="eval_set[0]", n_features=n_features, normalize=normalize)
+        Xv = _features(eval_set[0], text, "eval_set[0]", n_features, normalize)
         return Xv, targets.encode(eval_set[1], Xv.shape[0], "eval_set[1]")
 
     def estimate_memory(self, n_features, n_labels, *, max_labels=1, max_nnz=100) -> dict:
@@ -447,11 +442,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ prediction
     def _validated_X(self, X):
         state = self._fitted()
-        texts = as_texts(X, "X")
-        check_text_model(self._text, texts, "X")
-        if texts is not None:  # the featuriser's rows are canonical already, of unit norm like fit's
-            return self._text.transform(texts)
-        return check_X(X, name="X", n_features=self.n_features_in_, normalize=state.config["normalize"])
+        return _features(X, self._text, "X", self.n_features_in_, state.config["normalize"])
 
     def _mode(self, mode) -> str:
         mode = self.predict_mode if mode is None else mode
@@ -562,6 +553,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if labels is None and self._targets.kind == "vector" and state.n_labels == 2:
             return Z[:, 1] - Z[:, 0]
         return Z
+
+
+def _features(X, text: TextFeatures | None, name: str, n_features: int, normalize: str):
+    """The kernels' matrix of X after fit: a text model's strings through its featuriser (rows
+    canonical and of unit norm already, as in fit), a vector model's matrix through check_X;
+    mixing the two is an error saying which the model takes."""
+    texts = as_texts(X, name)
+    check_text_model(text, texts, name)
+    if texts is not None:
+        return text.transform(texts)
+    return check_X(X, name=name, n_features=n_features, normalize=normalize)
 
 
 def _check_lsh(state: TrainState, X) -> None:

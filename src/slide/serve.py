@@ -325,7 +325,7 @@ def build_app(predict_topk, info: dict, *, n_labels: int, mode: str, modes=MODES
     app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/health", health),
                             Route("/info", get_info), Route("/", index)],
                     exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
-    app.state.batcher = batcher
+    app.state.batcher, app.state.info = batcher, info
     return app
 
 
@@ -342,7 +342,7 @@ def serve(model_path, *, host: str = "127.0.0.1", port: int = 8000, mode: str = 
     if n_jobs is not None:
         model.set_params(n_jobs=n_jobs)
     app = create_app(model, path=model_path, mode=mode, limits=limits)
-    print(f"slide serve: default mode {choose_mode(model, mode)[0]}: {choose_mode(model, mode)[1]}", file=sys.stderr)
+    print(f"slide serve: default mode {app.state.info['mode']}: {app.state.info['mode_reason']}", file=sys.stderr)
     # warm-up queries: the kernels load from Numba's cache before the first client waits
     for m in (("lsh", "exact") if any(s.lsh for s in model.state_.specs) else ("exact",)):
         model.predict_topk(["warm up"], k=1, mode=m)
