@@ -356,3 +356,37 @@ def test_sampling_correction_estimates_the_full_softmax_denominator(sampler):
     assert abs(mean - want) < max(4 * se, 0.02 * want), (mean, want, se)
     if sampler == "log_uniform":  # the frequency-ranked proposal has a much smaller variance here
         assert est.std() < 0.1 * want
+
+
+def test_prefaulted_moments_train_alike_and_a_prediction_load_leaves_them_lazy(monkeypatch, tmp_path):
+    """Moments mapped with their pages present (MAP_POPULATE, from PREFAULT_BYTES up) are zeros
+    like np.zeros': a fit over them gives the same weights bit for bit. A model loaded for
+    prediction only keeps lazily allocated zero moments."""
+    import mmap
+
+    import slide
+    import slide.network as network
+
+    if not hasattr(mmap, "MAP_POPULATE"):
+        pytest.skip("no MAP_POPULATE on this platform")
+
+    def mapped(arr):  # the buffer under the views: an mmap (through a memoryview) or not
+        while isinstance(arr, np.ndarray):
+            arr = arr.base
+        return isinstance(getattr(arr, "obj", arr), mmap.mmap)
+
+    X, Y = _problem(n=60, d=50, n_labels=40)
+    params = {"random_state": 0, "n_jobs": 1, "epochs": 2, "hidden_layer_sizes": (16,), "lsh_layers": "output"}
+    plain = SlideClassifier(**params).fit(X, Y)
+    monkeypatch.setattr(network, "PREFAULT_BYTES", 1)  # every moment array prefaulted
+    a = network.azeros((3, 5), np.float64, prefault=True)
+    assert mapped(a) and a.flags.writeable and a.flags.c_contiguous
+    assert a.ctypes.data % network.ALIGN == 0 and not a.any()
+    pre = SlideClassifier(**params).fit(X, Y)
+    assert all(mapped(m) for m in pre.state_.net.mW.arrays) and not mapped(pre.state_.weights[0])
+    for w0, w1 in zip(plain.state_.weights, pre.state_.weights):
+        assert np.array_equal(w0, w1)
+    pre.save(tmp_path / "m.npz")
+    lazy = slide.load(tmp_path / "m.npz", optimizer_state=False)
+    assert not any(mapped(m) for m in lazy.state_.net.mW.arrays)
+    assert not any(m.any() for m in lazy.state_.net.vW.arrays)

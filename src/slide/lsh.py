@@ -171,26 +171,29 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
         zero = np.zeros(max(min(chunk, n_neurons), hp.hashes_per_table * hp.n_tables), np.float32)
     # keys_t[t, j]: neuron j's bucket in table t (buckets hold < 2**31 keys: bucket_bits <= 22)
     keys_t = np.empty((hp.n_tables, n_neurons), np.int32)
-    keys = np.empty((min(chunk, n_neurons), hp.n_tables), np.int64)
+    if by_blas:  # one product buffer for every chunk
+        proj = np.empty((min(chunk, n_neurons), hp.proj.shape[0]), np.float32)
+    else:
+        keys = np.empty((min(chunk, n_neurons), hp.n_tables), np.int64)
     for s in range(0, n_neurons, chunk):
         e = min(n_neurons, s + chunk)
-        k = keys[: e - s]
         if by_blas:
             w = W[:, s:e].T if input_major else W[s:e]
-            simhash_signs_to_keys(hp, w @ P_w, b[s:e], p_b, shift, k, n_threads)
+            simhash_signs_to_keys(hp, np.matmul(w, P_w, out=proj[: e - s]), b[s:e], p_b, shift, keys_t, s,
+                                  n_threads)
+            continue
+        k = keys[: e - s]
+        rows = neuron_rows(W, b, np.arange(s, e), input_major=input_major, mips=mips, max_norm=max_norm, center=c)
+        if hp.family != SIMHASH:
+            hash_rows_keys(hp, np.ascontiguousarray(rows), k, n_threads)
+            keys_t[:, s:e] = k.T
+            continue
+        if hp.proj.shape[0] > 0:  # dense projections with the MIPS transform
+            vals = rows @ hp.proj.T
         else:
-            rows = neuron_rows(W, b, np.arange(s, e), input_major=input_major, mips=mips, max_norm=max_norm,
-                               center=c)
-            if hp.family != SIMHASH:
-                hash_rows_keys(hp, np.ascontiguousarray(rows), k, n_threads)
-            else:
-                if hp.proj.shape[0] > 0:  # dense projections with the MIPS transform
-                    vals = rows @ hp.proj.T
-                else:
-                    R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.hashes_per_table * hp.n_tables, hp.dim))
-                    vals = (R @ rows.T).T
-                simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, k, n_threads)
-        keys_t[:, s:e] = k.T
+            R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.hashes_per_table * hp.n_tables, hp.dim))
+            vals = (R @ rows.T).T
+        simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, keys_t, s, n_threads)
     insert_keys(buckets, fill, keys_t, order, insertion, seed, epoch)
 
 

@@ -99,15 +99,17 @@ class TrainState:
     # ------------------------------------------------------------------ construction
     @classmethod
     def build(cls, config: dict, specs: list, Ws: list, bs: list, *, seed: int, label_order: np.ndarray,
-              max_labels: int, max_nnz: int) -> "TrainState":
+              max_labels: int, max_nnz: int, optimizer_state: bool = True) -> "TrainState":
         """Allocate every array of a network with these settings and initial weights (the
-        tables empty until :meth:`rebuild_tables`)."""
+        tables empty until :meth:`rebuild_tables`); without ``optimizer_state`` the Adam
+        moments are allocated lazily, for a model that only predicts."""
         if config["rebuild_first"] == "auto":  # fit resolves it with the recipe; a test may not
             from .recipe import resolve_schedule
 
             config, _ = resolve_schedule(config, specs, [])
         n_threads = resolve_n_jobs(config["n_jobs"])
-        net = make_net(specs, Ws, bs, config["optimizer"], config["dropout"], config["input_dropout"])
+        net = make_net(specs, Ws, bs, config["optimizer"], config["dropout"], config["input_dropout"],
+                       prefault_moments=optimizer_state)
         lsh, hps = make_lsh(specs, seed, label_order)
         any_lsh = any(s.lsh for s in specs)
         schedule = (RebuildSchedule(config["rebuild_first"], config["rebuild_growth"], config["rebuild_max_interval"])
@@ -234,12 +236,13 @@ class TrainState:
         seed = model_checks.meta_int(meta, "seed", where, high=model_checks.SEED_LIMIT - 1)
         max_labels = model_checks.meta_int(meta, "max_labels", where, low=1, high=n_labels)
         max_nnz = model_checks.meta_int(meta, "max_nnz", where, low=1, high=n_features)
-        state = cls.build(config, specs, Ws, bs, seed=seed, label_order=ranked, max_labels=max_labels,
-                          max_nnz=max_nnz)
         stored = meta.get("optimizer_state", True)
         if not isinstance(stored, bool):
             raise DataFormatError(f"{where}: metadata 'optimizer_state' is {stored!r}; expected true or false.")
-        state.optimizer_state = keep = optimizer_state and stored
+        keep = optimizer_state and stored
+        state = cls.build(config, specs, Ws, bs, seed=seed, label_order=ranked, max_labels=max_labels,
+                          max_nnz=max_nnz, optimizer_state=keep)
+        state.optimizer_state = keep
         for name, per_layer in state._array_slots():
             for l in range(n_layers):
                 if (name not in _ADAM_ARRAYS and not specs[l].lsh) or (name in _ADAM_ARRAYS and not keep):

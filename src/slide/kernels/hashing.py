@@ -374,17 +374,24 @@ def hash_rows_keys(hp, rows, keys, n_threads):
 
 
 @njit(cache=True, fastmath=False, parallel=True)
-def simhash_signs_to_keys(hp, proj_values, row_shift, code_scale, code_shift, keys, n_threads):
-    """Keys (n, L) from precomputed projections (n, n_codes) (SimHash rebuild via BLAS): code c
-    of row r is [proj_values[r, c] + row_shift[r] * code_scale[c] + code_shift[c] >= 0], the
-    terms a rebuild adds for the bias column and the centring (zeros where there are none)."""
+def simhash_signs_to_keys(hp, proj_values, row_shift, code_scale, code_shift, keys_t, col0, n_threads):
+    """Keys from precomputed projections (n, n_codes) (SimHash rebuild via BLAS) into
+    ``keys_t[t, col0 + r]`` (table-major, as the insertion reads them): code c of row r is
+    [proj_values[r, c] + row_shift[r] * code_scale[c] + code_shift[c] >= 0], the terms a rebuild
+    adds for the bias column and the centring (zeros where there are none)."""
     n = proj_values.shape[0]
     n_codes = hp.hashes_per_table * hp.n_tables
     codes_all = np.empty((n_threads, n_codes), np.int64)
+    keys_all = np.empty((n_threads, hp.n_tables), np.int64)
     for th in prange(n_threads):
         codes = codes_all[th]
-        for r in range(th, n, n_threads):
+        keys = keys_all[th]
+        # contiguous blocks of rows: with rows dealt out in turn, both threads would write the
+        # same cache lines of every table's key row
+        for r in range(th * n // n_threads, (th + 1) * n // n_threads):
             br = row_shift[r]
             for c in range(n_codes):
                 codes[c] = 1 if proj_values[r, c] + br * code_scale[c] + code_shift[c] >= 0 else 0
-            codes_to_keys(hp, codes, keys[r])
+            codes_to_keys(hp, codes, keys)
+            for t in range(hp.n_tables):
+                keys_t[t, col0 + r] = keys[t]
