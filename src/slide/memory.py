@@ -46,7 +46,7 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
         n_rows = s.n_in if l == 0 else s.n_out
         n_ent = B * max_nnz if l == 0 else (B * cap if s.lsh else 0)
         row_len = s.n_out if l == 0 else s.n_in
-        optim_scratch = 2 * n_rows * I64 + min(n_rows, n_ent) * I64 + 2 * n_ent * I64 + T * row_len * F32
+        optim_scratch = 2 * n_rows * I64 + 2 * n_ent * I64 + T * row_len * F32
         per_thread += optim_scratch
     per_sample += B * max_nnz * (I32 + F32)  # the input after input dropout
     return {"weights": weights, "optimizer_state": optim, "hash_tables": tables, "batch_buffers": per_sample,

@@ -285,7 +285,7 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
 def make_grad(specs: list[LayerSpec], batch_size: int, max_labels: int, max_nnz: int) -> Grad:
     """Scratch of the optimiser pass for batches of up to ``batch_size`` samples."""
     i64 = np.int64
-    count, start, rows, ent_s, ent_k, gb, mark = ([] for _ in range(7))
+    count, start, ent_s, ent_k, gb, mark = ([] for _ in range(6))
     for l, s in enumerate(specs):
         if l == 0:
             n_rows, n_ent = s.n_in, batch_size * max_nnz
@@ -294,12 +294,11 @@ def make_grad(specs: list[LayerSpec], batch_size: int, max_labels: int, max_nnz:
             n_ent = batch_size * s.active_cap(max_labels) if s.lsh else 0
         count.append(np.zeros(n_rows, i64))
         start.append(np.zeros(n_rows, i64))
-        rows.append(np.zeros(min(n_rows, n_ent), i64))
         ent_s.append(np.zeros(n_ent, i64))
         ent_k.append(np.zeros(n_ent, i64))
         gb.append(np.zeros(s.n_out if l == 0 else 0, np.float32))
         mark.append(np.zeros(s.n_out if l == 0 else 0, np.uint8))
-    return Grad(count=_tl(count), start=_tl(start), rows=_tl(rows), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
+    return Grad(count=_tl(count), start=_tl(start), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
                 gb=_tl(gb), bias_mark=_tl(mark))
 
 

@@ -1,10 +1,11 @@
 """The optimiser pass after each batch: assemble each touched weight row's gradient, then update
 that row with lazy Adam (or SGD).
 
-The batch's (sample, position) pairs are grouped by the weight row they touch with a counting
-sort (serial, linear in the batch's non-zeros), then threads take touched rows in turn: every row
-has one owner, so updates need no locks and none is lost, and each row sums its contributions in
-sample order, so results do not depend on the thread count. Rows that no sample touched are not
+Threads own contiguous blocks of rows. Each thread groups the batch's (sample, position) pairs
+that touch its rows with a counting sort (two scans of the batch's entries, keeping its own),
+into its own range of the entry arrays, then updates its rows in index order: every row has one
+owner, so updates need no locks and none is lost, and each row sums its contributions in sample
+order, so results do not depend on the thread count. Rows that no sample touched are not
 visited at all (lazy Adam: their moments are not decayed, as in TensorFlow's LazyAdam).
 """
 
@@ -55,13 +56,20 @@ def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps):
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _starts(cnt, start, touched, n_rows):
-    """Row j's entries will occupy ent_*[start[j] : start[j] + count[j]]."""
-    pos = 0
-    for r in range(n_rows):
-        j = touched[r]
-        start[j] = pos
-        pos += cnt[j]
+def _block(t, n_rows, n_threads):
+    """Thread t's rows: [lo, hi)."""
+    return t * n_rows // n_threads, (t + 1) * n_rows // n_threads
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _starts(cnt, start, lo, hi, pos):
+    """Row j's entries will occupy ent_*[start[j] : start[j] + cnt[j]], rows of [lo, hi) in
+    order from ``pos`` on."""
+    for j in range(lo, hi):
+        c = cnt[j]
+        if c != 0:
+            start[j] = pos
+            pos += c
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -73,61 +81,22 @@ def _place(start, es, ek, j, s, k):
     start[j] = p + 1
 
 
-@njit(cache=True, fastmath=False)
-def group_output_major(work, grad, l, n_batch):
-    """Counting sort of LSH layer l's (sample, active position) entries by neuron. Afterwards
-    grad.rows[l] lists the touched neurons in first-seen order and neuron j's entries are
-    ent_*[start[j] - count[j] : start[j]]. Returns the number of touched neurons."""
-    cnt, start, touched = grad.count[l], grad.start[l], grad.rows[l]
-    es, ek = grad.ent_s[l], grad.ent_k[l]
-    ids_l = work.act_ids[l]
-    n_l = work.n_active[:, l]
-    n_rows = 0
-    for s in range(n_batch):
-        ids = ids_l[s]
-        for a in range(n_l[s]):
-            # count row j's entries, listing it when first seen (written out here: as an inlined
-            # helper returning n_rows this loop ran 4x slower, 7 ms of a 19 ms optimiser pass)
-            j = ids[a]
-            if cnt[j] == 0:
-                touched[n_rows] = j
-                n_rows += 1
-            cnt[j] += 1
-    _starts(cnt, start, touched, n_rows)
-    for s in range(n_batch):
-        ids = ids_l[s]
-        for a in range(n_l[s]):
-            _place(start, es, ek, ids[a], s, a)
-    return n_rows
-
-
-@njit(cache=True, fastmath=False)
-def group_input_major(work, grad, n_batch):
-    """Counting sort of layer 0's (sample, input non-zero) entries by input feature (as
-    :func:`group_output_major`). Returns the number of touched features."""
-    cnt, start, touched = grad.count[0], grad.start[0], grad.rows[0]
-    es, ek = grad.ent_s[0], grad.ent_k[0]
-    x_idx, x_n = work.x_idx, work.x_n
-    n_rows = 0
-    for s in range(n_batch):
-        for k in range(x_n[s]):
-            f = x_idx[s, k]
-            if cnt[f] == 0:
-                touched[n_rows] = f
-                n_rows += 1
-            cnt[f] += 1
-    _starts(cnt, start, touched, n_rows)
-    for s in range(n_batch):
-        for k in range(x_n[s]):
-            _place(start, es, ek, x_idx[s, k], s, k)
-    return n_rows
+@njit(cache=True, fastmath=False, inline="always")
+def _offsets(per_thread):
+    """Exclusive prefix sums: where each thread's entries begin."""
+    out = np.empty_like(per_thread)
+    pos = 0
+    for t in range(per_thread.shape[0]):
+        out[t] = pos
+        pos += per_thread[t]
+    return out
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, beta2, eps):
-    """Optimiser step of layer l >= 1 (weights (n_out, n_in)). For an LSH layer the entries were
-    grouped by :func:`group_output_major`; a dense layer touches every row with every sample of
-    the batch."""
+    """Optimiser step of layer l >= 1 (weights (n_out, n_in)). In an LSH layer each thread first
+    groups the entries (sample, active position) of its rows by row; a dense layer touches every
+    row with every sample of the batch."""
     W = net.W[l]
     b = net.b[l]
     mW, vW, mb, vb = net.mW[l], net.vW[l], net.mb[l], net.vb[l]
@@ -143,13 +112,36 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
     x_act = work.act[l - 1]
     x_ids = work.act_ids[l - 1]
     x_n = work.n_active[:, l - 1]
+    ids_l = work.act_ids[l]
+    n_l = work.n_active[:, l]
+    first = np.zeros(n_threads, np.int64)
+    if not dense_out:
+        for t in prange(n_threads):  # count the entries of the thread's rows
+            lo, hi = _block(t, n_out, n_threads)
+            c = 0
+            for s in range(n_batch):
+                for a in range(n_l[s]):
+                    j = ids_l[s, a]
+                    if j >= lo and j < hi:
+                        cnt[j] += 1
+                        c += 1
+            first[t] = c
+        first = _offsets(first)
     for t in prange(n_threads):
+        lo, hi = _block(t, n_out, n_threads)
+        if not dense_out:  # place them, in sample order, in the thread's range of ent_*
+            _starts(cnt, start, lo, hi, first[t])
+            for s in range(n_batch):
+                for a in range(n_l[s]):
+                    j = ids_l[s, a]
+                    if j >= lo and j < hi:
+                        _place(start, es, ek, j, s, a)
         # a gradient row of the thread's own (a fresh array: the compiler then knows it
         # aliases no input, and the accumulation vectorises)
         g = np.empty(n_in, np.float32)
-        # each thread owns a contiguous block of rows, visited in index order so the row
-        # streams of W, mW and vW are sequential for the hardware prefetcher
-        for j in range(t * n_out // n_threads, (t + 1) * n_out // n_threads):
+        # rows visited in index order so the row streams of W, mW and vW are sequential for
+        # the hardware prefetcher
+        for j in range(lo, hi):
             if dense_out:
                 e0, e1 = 0, n_batch
             elif cnt[j] == 0:
@@ -167,8 +159,8 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
     """Optimiser step of layer 0 (weights (n_features, n_out)): the input features present in
-    the batch (grouped by :func:`group_input_major`), and the biases of the neurons that were
-    active."""
+    the batch (each thread groups the entries (sample, non-zero) of its features first, as
+    :func:`update_output_major`), and the biases of the neurons that were active."""
     W = net.W[0]
     b = net.b[0]
     mW, vW, mb, vb = net.mW[0], net.vW[0], net.mb[0], net.vb[0]
@@ -179,13 +171,33 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
     es = grad.ent_s[0]
     ek = grad.ent_k[0]
     x_val = work.x_val
+    x_idx, x_n = work.x_idx, work.x_n
     delta0 = work.delta[0]
     ids0 = work.act_ids[0]
     n0 = work.n_active[:, 0]
     n_features = W.shape[0]
+    first = np.zeros(n_threads, np.int64)
     for t in prange(n_threads):
+        lo, hi = _block(t, n_features, n_threads)
+        c = 0
+        for s in range(n_batch):
+            for k in range(x_n[s]):
+                f = x_idx[s, k]
+                if f >= lo and f < hi:
+                    cnt[f] += 1
+                    c += 1
+        first[t] = c
+    first = _offsets(first)
+    for t in prange(n_threads):
+        lo, hi = _block(t, n_features, n_threads)
+        _starts(cnt, start, lo, hi, first[t])
+        for s in range(n_batch):
+            for k in range(x_n[s]):
+                f = x_idx[s, k]
+                if f >= lo and f < hi:
+                    _place(start, es, ek, f, s, k)
         g = np.empty(n_out, np.float32)  # as in update_output_major
-        for f in range(t * n_features // n_threads, (t + 1) * n_features // n_threads):
+        for f in range(lo, hi):
             if cnt[f] == 0:
                 continue
             e1 = start[f]

@@ -84,7 +84,6 @@ class Grad(NamedTuple):
 
     count: list  # int64 (n_rows,) per layer, zero between batches
     start: list  # int64 (n_rows,) per layer
-    rows: list  # int64 (max entries,) per layer: touched rows in first-seen order
     ent_s: list  # int64 (max entries,) per layer: sample slot of each entry
     ent_k: list  # int64 (max entries,) per layer: position (active index / input non-zero)
     gb: list  # float32 (n_out,) per layer: bias gradient

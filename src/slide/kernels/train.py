@@ -15,7 +15,7 @@ from numba import njit, prange
 from .hashing import codes_to_keys, hash_dense, hash_sparse
 from .layers import (FASTMATH, backward_input, correct_padding, dropout_layer, forward_layer, load_input,
                      softmax_loss)
-from .optim import group_input_major, group_output_major, update_input_major, update_output_major
+from .optim import update_input_major, update_output_major
 from .rng import stream_seed
 from .tables import UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random, select_active
 from .timer import cycles
@@ -206,9 +206,6 @@ def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps)
     lr32, b1, b2, eps32 = np.float32(lr), np.float32(beta1), np.float32(beta2), np.float32(eps)
     for l in range(net.is_lsh.shape[0]):
         if l == 0:
-            group_input_major(work, grad, n_batch)
             update_input_major(net, work, grad, n_batch, n_threads, opt, lr32, b1, b2, eps32)
         else:
-            if net.is_lsh[l] != 0:
-                group_output_major(work, grad, l, n_batch)
             update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr32, b1, b2, eps32)
