@@ -13,7 +13,8 @@ from slide.centroids import init_output_centroids
 from slide.datasets import make_extreme
 from slide.kernels.centroids import add_label_sums, first_layer_rows
 from slide.metrics import precision_at_k
-from slide.recipe import TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS, DataProfile, resolve
+from slide.recipe import (RICH_LABEL_SMOOTHING, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS,
+                          DataProfile, resolve)
 from slide.config import DEFAULTS, validate_params
 
 
@@ -66,11 +67,28 @@ def test_many_labels_per_point_are_regularised_even_on_a_tail():
     assert p["dropout"] == 0.0
 
 
+@pytest.mark.parametrize("median,labels_per_sample,n_labels,smoothing", [
+    (3, 1.0, 100, 0.0),  # a long tail
+    (1, 75.0, 100, 0.0),  # rich by labels per point (delicious-200k's shape)
+    (TAIL_MEDIAN_POINTS, 1.0, 100, RICH_LABEL_SMOOTHING),  # dozens of points per label
+    (SMOOTHING_MAX_MEDIAN - 1, 1.0, 100, RICH_LABEL_SMOOTHING),
+    (SMOOTHING_MAX_MEDIAN, 1.0, 100, 0.0),  # hundreds of points per label
+    (50, 1.0, 5000, 0.0),  # the output layer would use LSH
+])
+def test_label_smoothing_only_where_labels_have_dozens_of_points(median, labels_per_sample, n_labels, smoothing):
+    p, choices = resolve(validate_params(DEFAULTS), _profile(median, labels_per_sample, n_labels), n_batches=100)
+    assert p["label_smoothing"] == smoothing
+    assert {c.name: c.value for c in choices}["label_smoothing"] == smoothing
+    p, _ = resolve(validate_params({**DEFAULTS, "label_smoothing": 0.1}), _profile(median, labels_per_sample,
+                                                                                      n_labels), n_batches=100)
+    assert p["label_smoothing"] == 0.1
+
+
 def test_values_the_user_set_are_never_changed():
     params = validate_params({**DEFAULTS, "dropout": 0.3, "lr_schedule": "linear", "epochs": 7})
     p, choices = resolve(params, _profile(2), n_batches=100)
     assert (p["dropout"], p["lr_schedule"], p["epochs"]) == (0.3, "linear", 7)
-    assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes"}
+    assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes", "label_smoothing"}
     p, choices = resolve(validate_params({**params, "hidden_layer_sizes": (64,)}), _profile(2), n_batches=100)
     assert p["hidden_layer_sizes"] == (64,) and "hidden_layer_sizes" not in {c.name for c in choices}
 

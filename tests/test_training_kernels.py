@@ -36,7 +36,7 @@ def _problem(n=24, d=40, n_labels=30, seed=0):
 
 def _setup(X, Y, n_threads=1, **params):
     clf = SlideClassifier(**{"random_state": 0, "n_jobs": n_threads, "dropout": 0.0, "input_dropout": 0.0,
-                             "lr_schedule": "constant", **params})
+                             "label_smoothing": 0.0, "lr_schedule": "constant", **params})
     p = validate_params(clf.get_params())
     specs = resolve_specs(p, X.shape[1], Y.shape[1])
     Ws, bs = init_weights(specs, np.random.default_rng(0), 3.0)  # large init: non-trivial ReLUs
@@ -79,7 +79,7 @@ def _log_inclusion(spec, A, n_head, tries, ranked):
     return np.log(1.0 - (1.0 - q) ** tries)
 
 
-def _reference(W, b, specs, X, Y, rows, snap, ranked, dropout=0.0):
+def _reference(W, b, specs, X, Y, rows, snap, ranked, dropout=0.0, label_smoothing=0.0):
     """Float64 forward/backward over the recorded active sets (and, with dropout, the recorded
     dropout masks: a hidden unit the kernel zeroed although its ReLU was positive was dropped;
     the input after input dropout is the one the kernel recorded; with the sampling correction,
@@ -121,7 +121,7 @@ def _reference(W, b, specs, X, Y, rows, snap, ranked, dropout=0.0):
         p = np.exp(zA - zA.max())
         p /= p.sum()
         labels = Y[r].indices
-        y = np.isin(A, labels) / len(labels)
+        y = (1.0 - label_smoothing) * np.isin(A, labels) / len(labels) + label_smoothing / len(A)
         loss -= np.sum(y * np.log(np.where(y > 0, p, 1.0)))
         d = np.zeros(specs[-1].n_out)
         d[A] = p - y
@@ -165,11 +165,15 @@ CASES = [
          sample_correction=True, sampler="uniform"),
     dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=6, min_active=14, n_tables=4,
          sample_correction=True, sampler="log_uniform"),
+    dict(hidden_layer_sizes=(16,), lsh_layers="none", label_smoothing=0.3),
+    dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=6, min_active=14, n_tables=4,
+         sample_correction=True, sampler="log_uniform", label_smoothing=0.2),
 ]
 
 
 @pytest.mark.parametrize("params", CASES, ids=lambda c: f"{c['hidden_layer_sizes']}-{c['lsh_layers']}"
-                         + (f"-corrected-{c['sampler']}" if c.get("sample_correction") else ""))
+                         + (f"-corrected-{c['sampler']}" if c.get("sample_correction") else "")
+                         + (f"-smoothing-{c['label_smoothing']}" if c.get("label_smoothing") else ""))
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_batch_matches_numpy_reference(params, optimizer):
     X, Y = _problem()
@@ -179,7 +183,8 @@ def test_batch_matches_numpy_reference(params, optimizer):
     b0 = [v.copy() for v in clf.net.b]
     rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
     loss, snap = _run_batch(clf, p, X, Y, rows)
-    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap, ranked=clf.label_order)
+    ref_loss, outs, deltas, gW, gb, t_rows, t_bias = _reference(W0, b0, specs, X, Y, rows, snap, ranked=clf.label_order,
+                                                                label_smoothing=params.get("label_smoothing", 0.0))
     assert loss == pytest.approx(ref_loss, rel=1e-4)
     if specs[-1].sample_correction:  # the case pads: some samples have corrected positions
         assert np.any(snap["n_active"][:, -1] > snap["n_head"][:, -1])

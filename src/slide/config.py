@@ -45,6 +45,9 @@ PARAMS: tuple[Param, ...] = (
        "chosen from the data (slide.recipe)", low=0, high=0.95, group="network"),
     _p("input_dropout", "auto", "float_auto", "training dropout rate of the input's non-zero features; "
        "'auto': chosen from the data (slide.recipe)", low=0, high=0.95, group="network"),
+    _p("label_smoothing", "auto", "float_auto", "share of each training point's target spread evenly over the "
+       "output neurons computed for it (every label in a dense output layer, the active set in an LSH one); "
+       "'auto': chosen from the data (slide.recipe)", low=0, high=0.95, group="network"),
     _p("init_scale", 1.0, "float", "multiplier of the uniform initialisation bound", low=0,
        low_open=True, high=1e3, group="network"),
     _p("output_init", "auto", "choice", "initial output rows: 'centroid' (each label's row points "

@@ -138,7 +138,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     _text = None  # a text model's featuriser (slide.text.TextFeatures), set by fit and load
 
     def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
-                 init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", text_features="tfidf",
+                 label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", text_features="tfidf",
                  analyzer="word", ngram_range="auto", min_df="auto", sublinear_tf=True, hash_features=1 << 18,
                  hash_family="simhash",
                  hashes_per_table="auto", n_tables="auto",
@@ -153,6 +153,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.lsh_layers = lsh_layers
         self.dropout = dropout
         self.input_dropout = input_dropout
+        self.label_smoothing = label_smoothing
         self.init_scale = init_scale
         self.output_init = output_init
         self.centroid_scale = centroid_scale

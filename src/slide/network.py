@@ -259,9 +259,9 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
 
 
 def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0,
-             input_dropout: float = 0.0, prefault_moments: bool = True) -> Net:
+             input_dropout: float = 0.0, prefault_moments: bool = True, label_smoothing: float = 0.0) -> Net:
     """Weights and optimiser state; ``dropout`` applies to every hidden layer's output,
-    ``input_dropout`` to the input's non-zeros (training only). Without ``prefault_moments``
+    ``input_dropout`` to the input's non-zeros, ``label_smoothing`` to the loss (training only). Without ``prefault_moments``
     the Adam moments stay lazily mapped zeros (a model loaded for prediction never touches
     them)."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
@@ -273,6 +273,7 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
         is_lsh=np.array([int(s.lsh) for s in specs], np.int64),
         dropout=np.array([dropout] * (len(specs) - 1) + [0.0], np.float32),
         input_dropout=float(input_dropout),
+        label_smoothing=float(label_smoothing),
         W=_tl(aligned(W) for W in Ws),
         b=_tl(aligned(b) for b in bs),
         mW=_tl(z2(W) for W in Ws),

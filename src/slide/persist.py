@@ -34,6 +34,7 @@ def _params(stored: dict) -> dict:
     params = tupled(stored)
     params.setdefault("sampler", "uniform")  # files from before the parameter existed
     params.setdefault("output_init", "uniform")  # ... and from before the centroid initialisation
+    params.setdefault("label_smoothing", 0.0)  # ... and from before label smoothing
     return params
 
 

@@ -109,7 +109,7 @@ class TrainState:
             config, _ = resolve_schedule(config, specs, [])
         n_threads = resolve_n_jobs(config["n_jobs"])
         net = make_net(specs, Ws, bs, config["optimizer"], config["dropout"], config["input_dropout"],
-                       prefault_moments=optimizer_state)
+                       prefault_moments=optimizer_state, label_smoothing=config["label_smoothing"])
         lsh, hps = make_lsh(specs, seed, label_order)
         any_lsh = any(s.lsh for s in specs)
         schedule = (RebuildSchedule(config["rebuild_first"], config["rebuild_growth"], config["rebuild_max_interval"])

@@ -37,7 +37,7 @@ from ..recipe import DataProfile, resolve
 from ..training import check_callbacks, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
-SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "init_scale", "output_init", "centroid_scale",
+SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init", "centroid_scale",
           "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2",
           "adam_epsilon", "n_jobs", "random_state", "verbose")
 
@@ -108,7 +108,7 @@ def _batch_tensors(X: sp.csr_matrix, rows: np.ndarray, input_dropout: float, rng
 class DenseClassifier:
     """The network of a :class:`slide.SlideClassifier` trained densely (every output neuron active)
     with PyTorch. Parameters are the SlideClassifier parameters that apply here, with the same
-    names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, init_scale,
+    names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, label_smoothing, init_scale,
     output_init, centroid_scale, normalize, epochs, batch_size, learning_rate, lr_schedule,
     optimizer, beta1, beta2, adam_epsilon, n_jobs, random_state, verbose``; the 'auto' ones are
     decided by SlideClassifier's recipe (``recipe_`` after fit).
@@ -120,13 +120,15 @@ class DenseClassifier:
     _extra: tuple[Param, ...] = ()
     _method = "dense"
 
-    def __init__(self, *, hidden_layer_sizes="auto", dropout="auto", input_dropout="auto", init_scale=1.0,
+    def __init__(self, *, hidden_layer_sizes="auto", dropout="auto", input_dropout="auto", label_smoothing="auto",
+                 init_scale=1.0,
                  output_init="auto", centroid_scale=10.0, normalize="l2", epochs="auto", batch_size=128,
                  learning_rate=3e-3, lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999,
                  adam_epsilon=1e-8, n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.input_dropout = input_dropout
+        self.label_smoothing = label_smoothing
         self.init_scale = init_scale
         self.output_init = output_init
         self.centroid_scale = centroid_scale
@@ -292,7 +294,9 @@ class DenseClassifier:
         h = self.network_.hidden_output(idx, off, w, p["dropout"])
         logp = F.log_softmax(self.network_.logits(h), dim=1)
         pos, lab, tw = self._targets(Y, rows)
-        return -(logp[torch.from_numpy(pos), torch.from_numpy(lab)] * torch.from_numpy(tw)).sum()
+        eps = p["label_smoothing"]  # as SlideClassifier: eps / n_labels of each target on every label
+        loss = -(1.0 - eps) * (logp[torch.from_numpy(pos), torch.from_numpy(lab)] * torch.from_numpy(tw)).sum()
+        return loss - eps * logp.mean(dim=1).sum() if eps > 0 else loss
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self):
@@ -378,7 +382,12 @@ class SampledSoftmaxClassifier(DenseClassifier):
         z = self.network_.logits(h, c) - self._log_inclusion[c]
         z = z.masked_fill(~torch.from_numpy(allowed), float("-inf"))
         logp = F.log_softmax(z, dim=1)
-        return -(logp[torch.from_numpy(pos), torch.from_numpy(col)] * torch.from_numpy(tw)).sum()
+        eps = p["label_smoothing"]  # spread over each sample's candidates (its active set)
+        loss = -(1.0 - eps) * (logp[torch.from_numpy(pos), torch.from_numpy(col)] * torch.from_numpy(tw)).sum()
+        if eps > 0:
+            mask = torch.from_numpy(allowed)
+            loss = loss - eps * (logp.masked_fill(~mask, 0.0).sum(dim=1) / mask.sum(dim=1)).sum()
+        return loss
 
 
 @contextmanager

@@ -176,9 +176,10 @@ def correct_padding(z, ids, n_head, n_act, n_out, sampler, tries, log1mq):
 @njit(cache=True, fastmath=FASTMATH)
 def softmax_loss(net, work, s, n_act, lab):
     """Softmax over the ``n_act`` active logits of the output layer and cross-entropy against the
-    uniform distribution over the sample's labels ``lab``; writes probabilities into work.act and
-    delta = p - y into work.delta. In an LSH output layer the labels are the first active ids; in
-    a dense one they sit at their own ids. Returns the loss."""
+    target: the uniform distribution over the sample's labels ``lab``, with label smoothing eps
+    (1 - eps) times that plus eps / n_act on every active neuron. Writes probabilities into
+    work.act and delta = p - target into work.delta. In an LSH output layer the labels are the
+    first active ids; in a dense one they sit at their own ids. Returns the loss."""
     l = net.is_lsh.shape[0] - 1
     dense_out = net.is_lsh[l] == 0
     n_lab = lab.shape[0]
@@ -194,16 +195,21 @@ def softmax_loss(net, work, s, n_act, lab):
         delta[a] = e
         total += e
     log_s = np.log(total)
-    y = np.float32(1.0) / n_lab
+    eps = np.float32(net.label_smoothing)
+    y = (np.float32(1.0) - eps) / n_lab
+    u = eps / n_act
     loss = np.float32(0.0)
     for c in range(n_lab):
         pos = lab[c] if dense_out else c
         loss -= y * (z[pos] - mx - log_s)
     inv = np.float32(1.0) / total
+    sum_logp = np.float32(0.0)
     for a in range(n_act):
+        sum_logp += z[a] - mx - log_s
         p = delta[a] * inv
         z[a] = p
-        delta[a] = p
+        delta[a] = p - u
+    loss -= u * sum_logp
     for c in range(n_lab):
         pos = lab[c] if dense_out else c
         delta[pos] -= y

@@ -22,6 +22,7 @@ class Net(NamedTuple):
     is_lsh: np.ndarray  # int64 (n_layers,)
     dropout: np.ndarray  # float32 (n_layers,): training dropout rate of each layer's output
     input_dropout: float  # training dropout rate of the input's non-zeros
+    label_smoothing: float  # share of the target spread over the output layer's active neurons
     W: list  # float32 2-D per layer (layout above)
     b: list  # float32 (n_out,)
     mW: list  # Adam first/second moments, same shapes ((0, 0) / (0,) with SGD)
