@@ -164,7 +164,8 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
                "decaying rate would shrink its last visits")
         decide("output_init", "centroid", f"{med}: each label's row starts at its points' centroid "
                "instead of waiting for its few updates to find it")
-        decide("label_smoothing", 0.0, f"{med}: a rare label's few points must pull its row all the way")
+        decide("label_smoothing", 0.0, f"{med}: a rare label's few points must pull its row all the way "
+               "(0.3 cost 0.069 P@1 on the reference workload)")
     else:
         if profile.median_points_per_label >= TAIL_MEDIAN_POINTS:
             why = f"{med} (>= {TAIL_MEDIAN_POINTS})"
