@@ -72,7 +72,8 @@ def test_sampled_softmax_with_every_label_drawn_is_the_full_softmax():
 
 def test_dense_loss_matches_numpy_reference():
     X, Y = _one_batch_problem(2)
-    de = DenseClassifier(hidden_layer_sizes=(8,), dropout=0.0, input_dropout=0.0, label_smoothing=0.0, random_state=0, n_jobs=1)
+    de = DenseClassifier(hidden_layer_sizes=(8,), dropout=0.0, input_dropout=0.0, label_smoothing=0.0, random_state=0,
+                         n_jobs=1)
     de.fit(X, Y, batch_callback=lambda rec: True, batch_callback_every=1)
     net = de.network_
     W0, b0 = net.first.weight.detach().numpy(), net.first_bias.detach().numpy()

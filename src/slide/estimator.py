@@ -96,7 +96,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     """Extreme multi-label classifier trained with LSH-selected sparse activations (SLIDE).
 
     A fully connected network ``sparse input -> hidden ReLU layers -> softmax over all labels``
-    trained with cross-entropy against the uniform distribution over each sample's labels.
+    trained with cross-entropy against the uniform distribution over each sample's labels
+    (label smoothing, where the recipe or the user sets it, spreads part of it over every
+    computed output).
     In an LSH layer only the neurons retrieved from hash tables of their weight vectors (plus,
     in training, the true labels and some random padding) are computed forward and backward,
     and only their weights get updates. The samples of a batch run in parallel without locks
@@ -138,7 +140,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     _text = None  # a text model's featuriser (slide.text.TextFeatures), set by fit and load
 
     def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
-                 label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2", text_features="tfidf",
+                 label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2",
+                 text_features="tfidf",
                  analyzer="word", ngram_range="auto", min_df="auto", sublinear_tf=True, hash_features=1 << 18,
                  hash_family="simhash",
                  hashes_per_table="auto", n_tables="auto",

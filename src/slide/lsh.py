@@ -191,7 +191,8 @@ def rebuild_tables(hp: HashParams, buckets: np.ndarray, fill: np.ndarray, W: np.
         if hp.proj.shape[0] > 0:  # dense projections with the MIPS transform
             vals = rows @ hp.proj.T
         else:
-            R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr), shape=(hp.hashes_per_table * hp.n_tables, hp.dim))
+            R = sp.csr_matrix((hp.sp_signs, hp.sp_indices, hp.sp_indptr),
+                              shape=(hp.hashes_per_table * hp.n_tables, hp.dim))
             vals = (R @ rows.T).T
         simhash_signs_to_keys(hp, np.ascontiguousarray(vals, dtype=np.float32), zero, zero, zero, keys_t, s, n_threads)
     insert_keys(buckets, fill, keys_t, order, insertion, seed, epoch)

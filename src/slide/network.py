@@ -261,9 +261,9 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
 def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0,
              input_dropout: float = 0.0, prefault_moments: bool = True, label_smoothing: float = 0.0) -> Net:
     """Weights and optimiser state; ``dropout`` applies to every hidden layer's output,
-    ``input_dropout`` to the input's non-zeros, ``label_smoothing`` to the loss (training only). Without ``prefault_moments``
-    the Adam moments stay lazily mapped zeros (a model loaded for prediction never touches
-    them)."""
+    ``input_dropout`` to the input's non-zeros, ``label_smoothing`` to the loss (training only).
+    Without ``prefault_moments`` the Adam moments stay lazily mapped zeros (a model loaded for
+    prediction never touches them)."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
     adam = optimizer == "adam"
     z2 = lambda W: azeros(W.shape, prefault=prefault_moments) if adam else np.zeros((0, 0), np.float32)  # noqa: E731

@@ -37,7 +37,8 @@ from ..recipe import DataProfile, resolve
 from ..training import check_callbacks, resolve_seed
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
-SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init", "centroid_scale",
+SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init",
+          "centroid_scale",
           "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2",
           "adam_epsilon", "n_jobs", "random_state", "verbose")
 
