@@ -51,7 +51,7 @@ def _setup(X, Y, n_threads=1, **params):
 def _run_batch(clf, p, X, Y, rows, n_threads=1):
     losses = np.zeros(n_threads)
     timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
-    K.train_batch(clf.net, clf.lsh, clf.work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows,
+    K.train_batch(clf.net, clf.lsh, clf.work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows, 0, 0,
                   np.uint64(7), 0, n_threads, losses, timers)
     snapshot = {
         "x_idx": clf.work.x_idx.copy(),

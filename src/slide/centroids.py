@@ -29,17 +29,22 @@ def hidden_block(Ws, bs, X, r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
     return H
 
 
-def init_output_centroids(Ws: list, bs: list, X, Y, scale: float) -> int:
+def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -> int:
     """Set each output row ``Ws[-1][j]`` of a label with training points to
     ``scale * u_j / (|u_j| * mean |h|)``, where u_j is the mean hidden vector of its points minus
     the mean hidden vector of all labelled points and mean |h| their mean hidden norm: a point of
     average norm aligned with its label's direction starts with logit ``scale``. Rows of labels
     without points keep their random values; biases are untouched. Needs a hidden layer (the
-    caller checks). Returns the number of rows set."""
+    caller checks). ``reduce(arrays)``, if given, sums each of the arrays in place over the
+    data-parallel workers (each holding a shard of X, Y) before the rows are finished. Returns the
+    number of rows set."""
     W_out = Ws[-1]
     n_labels, n_hidden = W_out.shape
     counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
-    W_out[counts > 0] = 0.0  # the rows accumulate their points' sums
+    if reduce is not None:
+        reduce([counts])
+    has_points = counts > 0
+    W_out[has_points] = 0.0  # the rows accumulate their points' sums
     labelled = np.diff(Y.indptr) > 0
     n_first = Ws[0].shape[1]
     step = max(1, CHUNK_FLOATS // max(n_first, n_hidden))
@@ -53,9 +58,14 @@ def init_output_centroids(Ws: list, bs: list, X, Y, scale: float) -> int:
         h_sum += H[keep].sum(axis=0, dtype=np.float64)
         norm_sum += float(np.sqrt(np.einsum("ij,ij->i", H[keep], H[keep], dtype=np.float64)).sum())
         add_label_sums(Y.indptr, Y.indices, r0, H, W_out)
-    n = max(1, int(labelled.sum()))
+    totals = np.array([norm_sum, labelled.sum()], np.float64)
+    if reduce is not None:  # only the rows with points: the others keep their (shared) random values
+        sums = W_out[has_points]
+        reduce([sums, h_sum, totals])
+        W_out[has_points] = sums
+    norm_sum, n = float(totals[0]), max(1, int(totals[1]))
     mean_norm = norm_sum / n
     # all-zero hidden vectors (empty rows) leave nothing to align with: the rows stay zero
     factor = scale / mean_norm if mean_norm > 0 else 0.0
     finish_centroids(W_out, counts, (h_sum / n).astype(np.float32), np.float32(factor))
-    return int((counts > 0).sum())
+    return int(has_points.sum())

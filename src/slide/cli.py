@@ -119,11 +119,13 @@ FORMATS = ("auto", "xmc", "libsvm", "jsonl", "csv", "tsv")
 TEXT_FLAGS = dict(text_field="text", label_field="labels", label_sep="|", label_names=None)
 
 
-def _load(path, fmt="auto", skip_bad_lines=False, text: dict | None = None, labels=True, plain_text=False):
+def _load(path, fmt="auto", skip_bad_lines=False, text: dict | None = None, labels=True, plain_text=False,
+          shard=None):
     """(X, Y) of a data file: a CSR matrix and label matrix for XMC/LIBSVM, or a list of strings
     and their label lists for JSONL/CSV/TSV (``text``: the text flags). ``labels=False`` reads
-    a text file's texts only (Y None); ``plain_text``: a file of no known format is one text per line."""
-    from .data import load_libsvm, load_xmc
+    a text file's texts only (Y None); ``plain_text``: a file of no known format is one text per line.
+    ``shard=(rank, world)``: only a data-parallel worker's rows (rank, rank + world, ...)."""
+    from .data import load_libsvm, load_xmc, load_xmc_shard
     from .textfile import load_texts
 
     text = {**TEXT_FLAGS, **(text or {})}
@@ -131,9 +133,14 @@ def _load(path, fmt="auto", skip_bad_lines=False, text: dict | None = None, labe
         try:
             if fmt == "auto":
                 fmt = _sniff(local, shown, plain_text)
-            if fmt in ("xmc", "libsvm"):
+            if shard is not None and fmt == "xmc":  # streamed: the worker keeps its rows only
+                X, Y = load_xmc_shard(local, *shard, skip_bad_lines=skip_bad_lines)
+                skipped = 0  # (load_xmc_shard warns of skipped lines itself)
+            elif fmt in ("xmc", "libsvm"):
                 loader = load_xmc if fmt == "xmc" else load_libsvm
                 X, Y, skipped = loader(local, skip_bad_lines=skip_bad_lines, return_skipped=True)
+                if shard is not None:
+                    X, Y = X[shard[0]::shard[1]], Y[shard[0]::shard[1]]
             else:
                 X, Y, skipped = load_texts(local, fmt, text_field=text["text_field"],
                                            label_field=text["label_field"] if labels else None,
@@ -275,8 +282,11 @@ def _machine() -> dict:
 
 
 # ----------------------------------------------------------------------------- commands
-def _load_data(run: dict):
-    """(Xtr, Ytr, Xte, Yte, dataset description) for a run description (see cmd_train)."""
+def _load_data(run: dict, group=None):
+    """(Xtr, Ytr, Xte, Yte, dataset description) for a run description (see cmd_train); in a
+    data-parallel ``group`` the training points of this worker's shard, and the test points on
+    rank 0 only (it evaluates for the group)."""
+    shard = None if group is None else (group.rank, group.world)
     if run["train"] is None:
         from .datasets import make_extreme
 
@@ -284,12 +294,15 @@ def _load_data(run: dict):
               f"train / {BUILTIN['n_test']:,} test points, {BUILTIN['n_features']:,} features, "
               f"{BUILTIN['n_labels']:,} labels)...", file=sys.stderr)
         Xtr, Ytr, Xte, Yte = make_extreme(**BUILTIN)
+        if shard is not None:
+            Xtr, Ytr = Xtr[shard[0]::shard[1]], Ytr[shard[0]::shard[1]]
         return Xtr, Ytr, Xte, Yte, {"name": "builtin:make_extreme", **BUILTIN}
-    print(f"Loading {run['train']}...", file=sys.stderr)
+    print(f"Loading {run['train']}" + ("" if shard is None else f" (worker {shard[0]}'s shard of {shard[1]})")
+          + "...", file=sys.stderr)
     text = {k: run.get(k, v) for k, v in TEXT_FLAGS.items()}
-    Xtr, Ytr = _load(run["train"], run["format"], run["skip_bad_lines"], text)
+    Xtr, Ytr = _load(run["train"], run["format"], run["skip_bad_lines"], text, shard=shard)
     Xte = Yte = None
-    if run["test"] is not None:
+    if run["test"] is not None and (group is None or group.rank == 0):
         Xte, Yte = _load(run["test"], run["format"], run["skip_bad_lines"], text)
         if _is_text(Xtr) != _is_text(Xte):
             raise DataFormatError(f"{run['test']} is {'text' if _is_text(Xte) else 'feature vectors'} but "
@@ -305,10 +318,17 @@ def _load_data(run: dict):
 
 
 def cmd_train(args) -> int:
-    from . import SlideClassifier, load
+    from . import SlideClassifier, distributed, load
+    from .config import PARAM_BY_NAME, validate_value
     from .io import atomic_write
     from .metrics import evaluate, label_propensities
 
+    if args.resume is None and distributed.restarted():
+        # torchrun --max-restarts started this worker again: continue from the group's checkpoint
+        again = Path(args.out or _read_config(args.config).get("out") or "slide-run")
+        if (again / "checkpoint.npz").is_file() and (again / "run.json").is_file():
+            print(f"Restarted by torchrun: resuming from {again / 'checkpoint.npz'}", file=sys.stderr)
+            args.resume = str(again)
     if args.resume is not None:
         # everything comes back from the run folder: the command's settings and the checkpoint
         out = Path(args.resume)
@@ -365,8 +385,18 @@ def cmd_train(args) -> int:
         clf = SlideClassifier(**params)
     if out.exists() and not out.is_dir():
         raise DataFormatError(f"--out {out} exists and is not a folder.")
+    group = distributed.context(validate_value(PARAM_BY_NAME["data_parallel"], clf.data_parallel),
+                                validate_value(PARAM_BY_NAME["sync_every"], clf.sync_every), where="slide train")
+    if group is not None:
+        resuming = group.gather_ints([args.resume is not None])[:, 0]
+        if resuming.min() != resuming.max():
+            raise DataFormatError(
+                f"Worker {group.rank}: the workers disagree on resuming (workers "
+                f"{', '.join(str(q) for q in np.flatnonzero(resuming))} found a checkpoint in {out}, the others "
+                "did not): --out must be a folder that every worker sees (storage shared by the nodes).")
+    writer = group is None or group.rank == 0  # rank 0 writes the run's files for the group
     t0 = time.perf_counter()
-    Xtr, Ytr, Xte, Yte, dataset = _load_data(run)
+    Xtr, Ytr, Xte, Yte, dataset = _load_data(run, group)
     load_seconds = time.perf_counter() - t0
     if run["max_eval"] is not None and Xte is not None:
         Xte, Yte = Xte[: run["max_eval"]], Yte[: run["max_eval"]]
@@ -377,12 +407,14 @@ def cmd_train(args) -> int:
         return _dry_run(clf, Xtr, Ytr)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz" if run["checkpoint_every"] is not None else None
-    if args.resume is None:
+    if args.resume is None and writer:
         atomic_write(out / "run.json", lambda f: f.write(json.dumps(run, indent=2).encode()))
     every = None if run["checkpoint_every"] is None else _every(run["checkpoint_every"])
     log_path = out / "log.jsonl"
 
     def on_epoch(rec):
+        if not writer:
+            return
         # the whole history each time: after a resume the log continues where the checkpoint was
         text = "".join(json.dumps(r) + "\n" for r in clf.history_)
         atomic_write(log_path, lambda f: f.write(text.encode()))
@@ -395,6 +427,10 @@ def cmd_train(args) -> int:
         clf.resume(Xtr, Ytr, **fit_kw)
     else:
         clf.fit(Xtr, Ytr, **fit_kw)
+    if not writer:
+        print(f"worker {group.rank} of {group.world}: done ({clf.data_parallel_['bytes_sent']:,} bytes sent)",
+              file=sys.stderr)
+        return 0
     clf.save(out / "model.npz")  # first: whatever fails after training, the trained model is kept
     if ckpt_path is not None and ckpt_path.exists() and clf.state_.progress is None:
         ckpt_path.unlink()  # the run is complete: model.npz supersedes the checkpoint
@@ -424,6 +460,7 @@ def cmd_train(args) -> int:
         "layers": [_layer_record(s) for s in clf.layer_specs_],
         "dataset": dataset,
         "machine": _machine(),
+        "data_parallel": clf.data_parallel_,
     }
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
     print(_summary(result), file=sys.stdout)

@@ -140,6 +140,14 @@ PARAMS: tuple[Param, ...] = (
     # float32 arithmetic: eps * sqrt(1 - beta2**t) must stay above 0 there (1e-40 underflowed and
     # a row with no gradient history divided 0 by 0)
     _p("adam_epsilon", 1e-8, "float", "Adam denominator offset", low=1e-30, high=1),
+    _p("data_parallel", "auto", "choice", "training with several processes (torchrun, or an initialised "
+       "torch.distributed group; slide.distributed): 'sync' exchanges each batch's per-sample gradient factors so "
+       "every process applies the same update (the result of one process on the same global batch), "
+       "'local_sgd' trains each process alone and averages the rows touched every sync_every batches, "
+       "'off' ignores the group; 'auto': 'sync' when there is a group of more than one process",
+       choices=("auto", "sync", "local_sgd", "off")),
+    _p("sync_every", 8, "int", "data_parallel='local_sgd': batches between averaging the touched rows",
+       low=1, high=1 << 20),
     _p("predict_mode", "exact", "choice", "'exact' (every output neuron) or 'lsh' (active set only)",
        choices=("exact", "lsh")),
     _p("n_jobs", None, "n_jobs", "threads (None or -1: all cores, -2: all but one, as joblib)"),

@@ -571,6 +571,33 @@ def load_xmc(path, *, n_features=None, n_labels=None, skip_bad_lines=False, retu
     return (X, Y, parser.skipped) if return_skipped else (X, Y)
 
 
+def load_xmc_shard(path, rank: int, world: int, *, n_features=None, n_labels=None, skip_bad_lines=False,
+                   chunk_size=100_000):
+    """Points ``rank``, ``rank + world``, ``rank + 2 world``, ... of an XMC-format file: one
+    data-parallel worker's shard (:mod:`slide.distributed`). The file is parsed in pieces of
+    ``chunk_size`` points and only the shard's rows are kept, so no worker holds the whole data;
+    lines are checked as in :func:`load_xmc` (with ``skip_bad_lines`` every worker drops the
+    same lines, so the shards still partition the points kept). Returns (X, Y) with the file's
+    dimensions."""
+    if isinstance(world, bool) or not isinstance(world, (int, np.integer)) or world < 1:
+        raise ParameterError(f"world must be a positive number of workers, got {world!r}")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world:
+        raise ParameterError(f"rank must be an int in [0, {world}), got {rank!r}")
+    parser = _Parser(path, K.MODE_XMC, n_features=n_features, n_labels=n_labels, skip_bad_lines=skip_bad_lines)
+    Xs, Ys, start = [], [], 0
+    for piece in parser.chunks(max_rows=chunk_size):
+        X, Y = _to_matrices(piece, parser.feat_limit, parser.label_limit)
+        first = (rank - start) % world
+        Xs.append(X[first::world])
+        Ys.append(Y[first::world])
+        start += X.shape[0]
+    parser.warn_skipped(stacklevel=2)
+    if not Xs:
+        shape_x, shape_y = (0, parser.feat_limit), (0, parser.label_limit)
+        return sp.csr_matrix(shape_x, dtype=np.float32), sp.csr_matrix(shape_y, dtype=np.float32)
+    return sp.vstack(Xs, format="csr"), sp.vstack(Ys, format="csr")
+
+
 def iter_xmc(path, *, chunk_size=100_000, n_features=None, n_labels=None, skip_bad_lines=False):
     """Read an XMC-format file in pieces of at most ``chunk_size`` points.
 

@@ -23,13 +23,13 @@ from threadpoolctl import ThreadpoolController
 
 from . import _numba_cache
 from . import predict as _predict
-from . import recipe, training
+from . import distributed, recipe, training
 from .centroids import init_output_centroids
 from .config import DEFAULTS, PARAM_BY_NAME, PARAMS, validate_params, validate_value
 from .data_checks import check_k, check_X, row_maxima
 from .errors import DataFormatError, NotFittedError, ParameterError
 from .memory import check_fits, estimate_bytes
-from .network import init_weights, label_order, resolve_specs
+from .network import init_weights, label_order_of_counts, resolve_specs
 from .persist import load_model, save_model
 from .recipe import DataProfile
 from .state import TIMED_PHASES, TrainState, resolve_n_jobs
@@ -151,7 +151,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                  simhash_density=1.0, doph_top=32, rebuild_first="auto", rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
                  lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999, adam_epsilon=1e-8,
-                 predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
+                 data_parallel="auto", sync_every=8, predict_mode="exact", n_jobs=None, random_state=None,
+                 verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lsh_layers = lsh_layers
         self.dropout = dropout
@@ -195,6 +196,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.beta1 = beta1
         self.beta2 = beta2
         self.adam_epsilon = adam_epsilon
+        self.data_parallel = data_parallel
+        self.sync_every = sync_every
         self.predict_mode = predict_mode
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -300,6 +303,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                  "needs the labels of X.")
         text, text_choices, featurise_seconds = None, [], 0.0
         texts = as_texts(X, "X")
+        group = distributed.context(p["data_parallel"], p["sync_every"])
+        if group is not None and texts is not None:
+            raise ParameterError("Data-parallel training takes feature matrices, not texts: every worker must "
+                                 "use the same features (fit a featuriser once, e.g. slide.text, and pass "
+                                 "each worker its shard's matrix).")
         if texts is not None:  # strings: fit the featuriser once, on the training texts
             t_text = time.perf_counter()
             settings, text_choices = resolve_text(p, len(texts))
@@ -314,34 +322,50 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), targets, text)
         n_labels_per_row = np.diff(Y.indptr)
         n_trainable = int((n_labels_per_row > 0).sum())
-        if n_trainable == 0:
-            raise ParameterError("Y has no sample with a label: there is nothing to train on.")
-        profile = DataProfile.of(X, Y)
-        n_batches = -(-n_trainable // p["batch_size"])
+        if group is None:
+            if n_trainable == 0:
+                raise ParameterError("Y has no sample with a label: there is nothing to train on.")
+            profile = DataProfile.of(X, Y)
+            n_batches = -(-n_trainable // p["batch_size"])
+            max_labels, max_nnz = row_maxima(X, Y)
+            label_counts, reduce = np.bincount(Y.indices, minlength=Y.shape[1]), None
+        else:  # the whole data set's figures, added up over the workers' shards
+            profile, n_batches, (max_labels, max_nnz), label_counts = distributed.shard_profile(
+                group, X, Y, targets.to_dict(), p["batch_size"])
+            reduce = group.sum_
+            if group.rank != 0:  # rank 0 writes and evaluates for the group
+                checkpoint, eval_set = None, None
         p, choices = recipe.resolve(p, profile, n_batches)
         specs = resolve_specs(p, X.shape[1], Y.shape[1])
         p, choices = recipe.resolve_schedule(p, specs, choices)
         choices = text_choices + choices
-        with _verbose_logging(p["verbose"]):
+        with _verbose_logging(p["verbose"] if group is None or group.rank == 0 else 0):
             log.info(recipe.report(profile, choices))
+            if group is not None:
+                log.info(f"Data-parallel training ({group.mode}) on {group.world} workers: this one has "
+                         f"{n_trainable:,} of the {profile.n_samples:,} training points.")
             compiling = _numba_cache.first_use()
             if compiling:
                 log.info("Compiling slide's kernels (once per install; later runs load them from the cache)...")
-            max_labels, max_nnz = row_maxima(X, Y)
             check_fits(estimate_bytes(specs, p, resolve_n_jobs(p["n_jobs"]), max_labels, max_nnz))
             seed = training.resolve_seed(p["random_state"])
+            if group is not None:
+                seed = group.broadcast_int(seed)  # one seed for the group: identical initial weights
             rng = np.random.default_rng(seed)
             Ws, bs = init_weights(specs, rng, p["init_scale"])
+            fingerprint = training.data_fingerprint(X, Y)
+            if group is not None:
+                fingerprint = distributed.data_fingerprint(group, fingerprint)
             with thread_limits(resolve_n_jobs(p["n_jobs"])):
                 if p["output_init"] == "centroid":
-                    init_output_centroids(Ws, bs, X, Y, p["centroid_scale"])
-                state = TrainState.build(p, specs, Ws, bs, seed=seed, label_order=label_order(Y, Y.shape[1]),
+                    init_output_centroids(Ws, bs, X, Y, p["centroid_scale"], reduce=reduce)
+                state = TrainState.build(p, specs, Ws, bs, seed=seed, label_order=label_order_of_counts(label_counts),
                                          max_labels=max_labels, max_nnz=max_nnz)
                 del Ws, bs
                 state.recipe, state.data_profile = choices, profile
                 state.total_steps = n_batches * p["epochs"]
                 state.progress = training.Progress(n_epochs=p["epochs"], rng_state=rng.bit_generator.state,
-                                                   fingerprint=training.data_fingerprint(X, Y))
+                                                   fingerprint=fingerprint)
                 state.rebuild_tables(initial=True)
                 state.timings["setup"] = time.perf_counter() - t_setup
                 if text is not None:
@@ -350,8 +374,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 self.n_features_in_ = X.shape[1]
                 training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback,
                              checkpoint=checkpoint, batch_callback=batch_callback,
-                             batch_callback_every=batch_callback_every)
+                             batch_callback_every=batch_callback_every, group=group)
                 _check_lsh(state, X)
+                self.data_parallel_ = None if group is None else group.report(state)
             if compiling:
                 log.info(f"Kernels compiled and cached: this first fit took {time.perf_counter() - t_setup:.1f} s "
                          "with compilation.")
@@ -375,9 +400,19 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         X = self._validated_X(X)
         Y = self._targets.encode(Y, X.shape[0], "Y")
         where = getattr(self, "_loaded_from", "checkpoint")
-        training.check_same_data(state.progress.fingerprint, X, Y, where)
+        group = distributed.context(p["data_parallel"], p["sync_every"], where="resume")
+        if group is None:
+            training.check_same_data(state.progress.fingerprint, X, Y, where)
+            need_labels, need_nnz = row_maxima(X, Y)
+        else:  # every worker its own shard of the checkpoint's data, cut as before
+            fingerprint = distributed.data_fingerprint(group, training.data_fingerprint(X, Y))
+            training.check_same_fingerprint(state.progress.fingerprint, fingerprint, where)
+            _, n_batches, (need_labels, need_nnz), _ = distributed.shard_profile(
+                group, X, Y, self._targets.to_dict(), p["batch_size"])
+            if n_batches * state.progress.n_epochs != state.total_steps:
+                raise DataFormatError(f"{where}: the checkpoint's run has {state.total_steps} batches, but "
+                                      f"{group.world} workers with these shards make {n_batches} per epoch.")
         # the per-sample buffers were sized from the metadata: the data must fit them
-        need_labels, need_nnz = row_maxima(X, Y)
         if need_nnz > state.max_nnz or need_labels > state.max_labels:
             raise DataFormatError(f"{where}: the checkpoint's buffers hold {state.max_nnz} non-zeros and "
                                   f"{state.max_labels} labels per sample, but its training data has rows with "
@@ -387,12 +422,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         training.check_callbacks(callback, batch_callback, batch_callback_every)
         checkpoint = _checkpointing(checkpoint_path, checkpoint_every, self._saved_params(), self._targets,
                                     self._text)
+        if group is not None and group.rank != 0:
+            checkpoint, eval_set = None, None
         if checkpoint is not None:
             checkpoint.mark(state.step)
-        with _verbose_logging(p["verbose"]), thread_limits(state.n_threads):
+        verbose = p["verbose"] if group is None or group.rank == 0 else 0
+        with _verbose_logging(verbose), thread_limits(state.n_threads):
             training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback, checkpoint=checkpoint,
-                         batch_callback=batch_callback, batch_callback_every=batch_callback_every)
+                         batch_callback=batch_callback, batch_callback_every=batch_callback_every, group=group)
             _check_lsh(state, X)
+            self.data_parallel_ = None if group is None else group.report(state)
         return self
 
     @staticmethod

@@ -310,7 +310,11 @@ def _dummy_hp() -> HashParams:
 def label_order(Y, n_labels: int) -> np.ndarray:
     """Label ids by decreasing training frequency (ties by id): the ranks of the log-uniform
     padding sampler."""
-    counts = np.bincount(Y.indices, minlength=n_labels)
+    return label_order_of_counts(np.bincount(Y.indices, minlength=n_labels))
+
+
+def label_order_of_counts(counts: np.ndarray) -> np.ndarray:
+    """:func:`label_order` from the training points per label."""
     return np.argsort(-counts, kind="stable").astype(np.int32)
 
 

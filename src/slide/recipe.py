@@ -71,18 +71,24 @@ class DataProfile:
     @classmethod
     def of(cls, X, Y) -> "DataProfile":
         """Profile of validated CSR X (n, d) and binary CSR Y (n, L)."""
-        n_lab = np.diff(Y.indptr)
-        rows = n_lab > 0
-        n = int(rows.sum())
-        counts = np.bincount(Y.indices, minlength=Y.shape[1])
-        seen = counts[counts > 0]
-        nnz = np.diff(X.indptr)[rows]
+        rows = np.diff(Y.indptr) > 0
+        return cls.of_counts(n_samples=int(rows.sum()), n_features=int(X.shape[1]),
+                             label_counts=np.bincount(Y.indices, minlength=Y.shape[1]),
+                             nnz=int(np.diff(X.indptr)[rows].sum()))
+
+    @classmethod
+    def of_counts(cls, *, n_samples: int, n_features: int, label_counts: np.ndarray, nnz: int) -> "DataProfile":
+        """Profile from sums over the data, which data-parallel workers add up across their
+        shards: labelled samples, training points per label, and the labelled samples' input
+        non-zeros."""
+        n = int(n_samples)
+        seen = label_counts[label_counts > 0]
         return cls(
-            n_samples=n, n_features=int(X.shape[1]), n_labels=int(Y.shape[1]), n_labels_seen=int(seen.size),
-            labels_per_sample=float(n_lab[rows].mean()) if n else 0.0,
+            n_samples=n, n_features=int(n_features), n_labels=int(label_counts.size), n_labels_seen=int(seen.size),
+            labels_per_sample=float(label_counts.sum() / n) if n else 0.0,
             points_per_label=float(seen.mean()) if seen.size else 0.0,
             median_points_per_label=float(np.median(seen)) if seen.size else 0.0,
-            nnz_per_sample=float(nnz.mean()) if n else 0.0,
+            nnz_per_sample=float(nnz / n) if n else 0.0,
             top_label_share=float(seen.max() / n) if n and seen.size else 0.0,
         )
 

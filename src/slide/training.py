@@ -156,19 +156,28 @@ def optimizer_step(state, p: dict, n_rows: int) -> None:
 
 
 def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Checkpointing | None = None,
-        batch_callback=None, batch_callback_every=None) -> None:
+        batch_callback=None, batch_callback_every=None, group=None) -> None:
     """Train ``state`` (a :class:`slide.state.TrainState`, tables built) on validated X, Y from
     where its ``progress`` stands to the last epoch; a finished run clears ``progress``.
 
     ``batch_callback(record)`` (optional) runs every ``batch_callback_every`` batches with a
     record of epoch, batch, step, samples_seen and train_seconds; the time it takes (say, an
-    evaluation) is not counted as training time. Returning True stops training."""
+    evaluation) is not counted as training time. Returning True stops training.
+
+    ``group`` (a :class:`slide.distributed.DataParallel`, its batch plan made): X, Y are this
+    worker's shard, each batch is this worker's share of a global batch, and the workers
+    exchange after it (see :mod:`slide.distributed`); callbacks' stop requests are agreed."""
     p = state.config
     progress = state.progress
     n_threads = state.n_threads
     trainable = np.flatnonzero(np.diff(Y.indptr) > 0).astype(np.int64)
     bs = p["batch_size"]
-    n_batches = math.ceil(trainable.size / bs)
+    if group is None:
+        n_batches, n_epoch_samples = math.ceil(trainable.size / bs), trainable.size
+    else:
+        n_batches, n_epoch_samples = group.n_batches, int(group.shard_sizes.sum())
+    local_sgd = group is not None and group.mode == "local_sgd"
+    agree = (lambda flag: flag) if group is None else group.any
     rate = cycles_per_second()
     timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
     losses = np.zeros(n_threads, np.float64)
@@ -177,16 +186,38 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
     rng = np.random.default_rng()
     try:
         while progress.epoch < progress.n_epochs:
-            rng.bit_generator.state = progress.rng_state
-            order = trainable[rng.permutation(trainable.size)]
+            if group is None:
+                rng.bit_generator.state = progress.rng_state
+                order = trainable[rng.permutation(trainable.size)]
+            else:
+                order = group.epoch_order(trainable, state.seed, progress.epoch)
             t_epoch = time.perf_counter() - progress.epoch_seconds
-            bar = _progress_bar(state, n_batches, progress)
+            bar = _progress_bar(state, n_batches, progress) if group is None or group.rank == 0 else None
             for bi in range(progress.batch, n_batches):
-                rows = order[bi * bs:(bi + 1) * bs]
+                if group is None:
+                    rows, slot0 = order[bi * bs:(bi + 1) * bs], 0
+                else:
+                    lo, hi, slot0 = group.batch_share(bi)
+                    rows = order[lo:hi]
                 losses[:] = 0.0
+                # a worker's samples take their slots and random streams in the global batch
+                # (local SGD updates on its own share alone: slots from 0)
                 K.train_batch(state.net, state.lsh, state.work, X.indptr, X.indices, X.data, Y.indptr,
-                              Y.indices, rows, seed, state.step, n_threads, losses, timers)
+                              Y.indices, rows, 0 if local_sgd else slot0, slot0, seed, state.step, n_threads,
+                              losses, timers)
                 batch_loss = float(losses.sum())
+                n_rows = rows.size
+                if group is not None:
+                    t0 = time.perf_counter()
+                    if local_sgd:
+                        group.note_touched(state, rows.size)
+                        n_done = group.batch_total(bi)
+                    else:
+                        n_rows, batch_loss = group.exchange_batch(state, bi, slot0, rows.size, batch_loss)
+                        n_done = n_rows
+                    state.timings["exchange"] = state.timings.get("exchange", 0.0) + time.perf_counter() - t0
+                else:
+                    n_done = rows.size
                 if not math.isfinite(batch_loss):
                     where = (f"the last good checkpoint is {checkpoint.path} (step {checkpoint.last_batch}), left "
                              "untouched" if checkpoint is not None and checkpoint.last_batch > 0 else
@@ -196,12 +227,19 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                         f"(step {state.step + 1}); {where}. Lower learning_rate, or check the input "
                         "for huge values.")
                 t0 = time.perf_counter()
-                optimizer_step(state, p, rows.size)
+                optimizer_step(state, p, n_rows)
                 state.timings["optimizer"] += time.perf_counter() - t0
+                synced = True
+                if local_sgd:
+                    synced = state.step % group.sync_every == 0 or bi == n_batches - 1
+                    if synced:
+                        t0 = time.perf_counter()
+                        group.average_touched(state)
+                        state.timings["exchange"] += time.perf_counter() - t0
                 progress.loss_sum += batch_loss
-                progress.samples_seen += rows.size
+                progress.samples_seen += n_done
                 if out_lsh:
-                    progress.active_sum += int(state.work.n_active[: rows.size, -1].sum())
+                    progress.active_sum += int(state.work.n_active[:n_rows, -1].sum())
                 if state.schedule is not None and state.schedule.due(state.step):
                     # the tables are rebuilt after the last batch anyway (on a short fit of a big
                     # layer each rebuild is one of a handful of whole-layer passes)
@@ -213,17 +251,18 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                 if bar is not None:
                     bar.update(1)
                     if bi % 10 == 0 or bi == n_batches - 1:
-                        done = min(trainable.size, (bi + 1) * bs)
+                        done = min(n_epoch_samples, (bi + 1) * bs)
                         bar.set_postfix(loss=f"{progress.loss_sum / max(1, done):.4f}",
                                         samples_s=f"{done / max(progress.epoch_seconds, 1e-9):,.0f}")
-                if checkpoint is not None and checkpoint.due(state.step) and bi + 1 < n_batches:
+                # (local SGD: only right after an average, where the replicas agree)
+                if checkpoint is not None and synced and checkpoint.due(state.step) and bi + 1 < n_batches:
                     _write_checkpoint(state, progress, checkpoint, timers, rate)
                 if batch_callback is not None and state.step % batch_callback_every == 0:
                     t_cb = time.perf_counter()
                     brec = {"epoch": progress.epoch + 1, "batch": bi + 1, "step": state.step,
                             "samples_seen": progress.samples_seen,
                             "train_seconds": progress.train_seconds + progress.epoch_seconds}
-                    stop_now = batch_callback(brec)
+                    stop_now = agree(bool(batch_callback(brec)))
                     t_epoch += time.perf_counter() - t_cb  # callback time is not training time
                     if stop_now:
                         progress.epoch_seconds = time.perf_counter() - t_epoch
@@ -232,7 +271,7 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                         return _stop_early(state, progress)
             if bar is not None:
                 bar.close()
-            rec = _end_epoch(state, progress, trainable.size, rng, out_lsh)
+            rec = _end_epoch(state, progress, n_epoch_samples, rng, out_lsh)
             if eval_set is not None:
                 t0 = time.perf_counter()
                 from .metrics import evaluate
@@ -247,7 +286,7 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                 shown += [f"{k} {rec[k]:.4f}" for k in ("P@1", "P@3", "P@5") if k in rec]
                 shown += [f"{rec['samples_per_second']:,.0f} samples/s", f"{rec['train_seconds']:.1f} s"]
                 log.info("  ".join(shown))
-            stop = callback is not None and callback(rec)
+            stop = agree(callback is not None and bool(callback(rec)))
             if checkpoint is not None and progress.epoch < progress.n_epochs and not stop:
                 _write_checkpoint(state, progress, checkpoint, timers, rate)
             if stop:
@@ -324,8 +363,12 @@ def _progress_bar(state, n_batches: int, progress: Progress):
 
 
 def check_same_data(saved: dict, X, Y, path) -> None:
-    now = data_fingerprint(X, Y)
+    check_same_fingerprint(saved, data_fingerprint(X, Y), path)
+
+
+def check_same_fingerprint(saved: dict, now: dict, path) -> None:
     if now != saved:
-        diff = ", ".join(f"{k}: {saved.get(k)} then, {now[k]} now" for k in now if saved.get(k) != now[k])
+        diff = ", ".join(f"{k}: {saved.get(k)} then, {now.get(k)} now" for k in {**saved, **now}
+                         if saved.get(k) != now.get(k))
         raise DataFormatError(f"{path}: the checkpoint was made on other training data ({diff}); resume "
                               "with the same training file (and the same --skip_bad_lines setting).")

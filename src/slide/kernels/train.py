@@ -176,18 +176,21 @@ def backward_sample(net, lsh, work, s, t, x0, lab):
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows,
+def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, slot0, stream0,
                 seed, batch_no, n_threads, losses, timers):
-    """Forward, loss and backward of the samples ``rows`` (all with >= 1 label) into their
-    batch slots. losses[t] and timers[t, phase] accumulate per thread slot."""
+    """Forward, loss and backward of the samples ``rows`` (all with >= 1 label) into batch
+    slots slot0, slot0 + 1, ..., with the random streams numbered from ``stream0`` (a
+    data-parallel worker's samples take the slots and streams they have in the whole batch;
+    one process passes 0, 0). losses[t] and timers[t, phase] accumulate per thread slot."""
     B = rows.shape[0]
     draw_padding(lsh, work, seed, batch_no)
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
         pad_rng = np.empty(1, np.uint64)
-        for s in range(t, B, n_threads):
-            r = rows[s]
-            rng[0] = stream_seed(seed, batch_no, s)
+        for i in range(t, B, n_threads):
+            s = slot0 + i
+            r = rows[i]
+            rng[0] = stream_seed(seed, batch_no, stream0 + i)
             p0, p1 = X_indptr[r], X_indptr[r + 1]
             x_n = load_input(work, s, X_indices[p0:p1], X_data[p0:p1], p1 - p0, net.input_dropout, rng)
             x0 = (work.x_idx[s], work.x_val[s], x_n, False)
