@@ -448,7 +448,7 @@ def cmd_train(args) -> int:
         "samples_per_second": n_seen / total_train if total_train > 0 else None,
         "load_seconds": load_seconds,
         "epochs": clf.n_iter_,
-        "n_train": _n_rows(Xtr),
+        "n_train": _n_rows(Xtr) if group is None else clf.data_parallel_["n_samples"],  # every shard's
         "n_test": None if Xte is None else _n_rows(Xte),
         "n_features": int(clf.n_features_in_),
         "n_labels": int(clf.n_labels_),

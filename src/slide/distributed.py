@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -130,11 +131,14 @@ class DataParallel:
         self.mode, self.sync_every = mode, int(sync_every)
         self.bytes_sent = 0  # by this worker, in exchanges of training batches
         self.exchanges = 0
+        self.copy_seconds = 0.0  # packing and unpacking records, averaging rows (this worker's work)
+        self.wait_seconds = 0.0  # inside collectives (transfer, and waiting for the slowest worker)
         self._buf = np.empty(0, np.float32)
         self._marks = None
 
     # ------------------------------------------------------------------ collectives
     def _call(self, what: str, f, *args):
+        t0 = time.perf_counter()
         try:
             return f(*args)
         except Exception as e:  # a peer died (connection reset) or hung (timeout)
@@ -142,6 +146,8 @@ class DataParallel:
                 f"Worker {self.rank} of {self.world}: {what} with the other workers failed ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}). A worker stopped or hung; under torchrun "
                 "--max-restarts the group restarts and resumes from the last checkpoint.") from None
+        finally:
+            self.wait_seconds += time.perf_counter() - t0
 
     def sum_(self, arrays) -> None:
         """Sum each NumPy array in place over the workers."""
@@ -213,11 +219,14 @@ class DataParallel:
         heads = self.gather_ints([size, np.float64(loss).view(np.int64)])
         sizes = heads[:, 0]
         cap = max(1, int(sizes.max()))
+        t0 = time.perf_counter()
         if self._buf.size < cap:
             self._buf = np.empty(max(cap, 2 * self._buf.size), np.float32)
         KX.pack_records(net, work, slot0, n_local, self._buf)
+        self.copy_seconds += time.perf_counter() - t0
         parts = [torch.empty(cap, dtype=torch.float32) for _ in range(self.world)]
         self._call("exchanging the batch", self._dist.all_gather, parts, torch.from_numpy(self._buf[:cap]))
+        t0 = time.perf_counter()
         slot = 0
         for q in range(self.world):
             if q != self.rank and counts[q]:
@@ -227,6 +236,7 @@ class DataParallel:
                                         "worker's model: every worker must train the same model on data of the "
                                         "same dimensions.")
             slot += int(counts[q])
+        self.copy_seconds += time.perf_counter() - t0
         # all-gather: this worker's (padded) share reaches the N - 1 others, plus the size exchange
         self.bytes_sent += (self.world - 1) * (cap * 4 + 8)
         self.exchanges += 1
@@ -285,8 +295,10 @@ class DataParallel:
 
     def report(self, state) -> dict:
         """What the exchanges cost: the estimator's ``data_parallel_``."""
-        return {"world_size": self.world, "rank": self.rank, "mode": self.mode, "exchanges": self.exchanges,
-                "bytes_sent": self.bytes_sent,
+        return {"world_size": self.world, "rank": self.rank, "mode": self.mode,
+                "n_samples": int(self.shard_sizes.sum()), "exchanges": self.exchanges,
+                "bytes_sent": self.bytes_sent, "copy_seconds": self.copy_seconds,
+                "wait_seconds": self.wait_seconds,
                 "bytes_sent_per_batch": self.bytes_sent / max(1, state.step),
                 "dense_allreduce_bytes_per_batch": self.dense_allreduce_bytes(state)}
 
