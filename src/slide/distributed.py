@@ -44,7 +44,7 @@ from .recipe import DataProfile
 log = logging.getLogger("slide")
 
 TIMEOUT_ENV = "SLIDE_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, each exchange)
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 1800.0  # PyTorch's own default: rank 0 evaluates between epochs while the others wait
 
 
 def _timeout() -> float:
@@ -105,18 +105,51 @@ def context(mode: str, sync_every: int, *, where: str = "SlideClassifier") -> "D
     if not dist.is_initialized():
         timeout = _timeout()
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        wait = datetime.timedelta(seconds=timeout)
         try:
-            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+            store, rank_, world_ = next(dist.rendezvous("env://", timeout=wait))
+            # torchrun's static rendezvous keeps one store across restarts: without a fresh prefix
+            # a restarted worker reads the addresses its killed predecessors published there
+            store = dist.PrefixStore(f"slide/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+            dist.init_process_group("gloo", store=store, rank=rank_, world_size=world_, timeout=wait)
+            _GROUPS["owned"] = True
         except Exception as e:  # torch raises DistStoreError, RuntimeError, TimeoutError ... here
             raise TrainingError(
-                f"Worker {rank} of {world}: the process group did not form within {timeout:g} s "
-                f"(rendezvous at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}; "
+                f"Worker {rank} of {world}: the process group did not form (waited up to {timeout:g} s for the "
+                f"rendezvous at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}; "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Every worker must start with "
                 f"the same WORLD_SIZE and reach that address; {TIMEOUT_ENV} sets the wait.") from None
     world = dist.get_world_size()
     if world == 1:
         return None
     return DataParallel(dist, "sync" if mode == "auto" else mode, sync_every)
+
+
+def _cpu_group(dist):
+    """The group to exchange CPU tensors in: the default one when it runs gloo, else (a user's
+    NCCL group, say) a gloo group of the same processes, made once."""
+    if dist.get_backend() == "gloo":
+        return None
+    if "gloo" not in _GROUPS:
+        _GROUPS["gloo"] = dist.new_group(backend="gloo")
+    return _GROUPS["gloo"]
+
+
+_GROUPS: dict = {}  # the gloo subgroup made for a user's group; whether slide started the group
+
+
+def release(dp: "DataParallel | None") -> None:
+    """After training: a group slide started (from torchrun's environment) is closed, every worker
+    having reached this point. A process that exits with a gloo group still open can abort in its
+    C++ teardown ("terminate called without an active exception"); a user's group is left open."""
+    if dp is None or not _GROUPS.pop("owned", False):
+        return
+    dist = dp._dist
+    try:
+        dist.barrier()
+    finally:
+        _GROUPS.pop("gloo", None)
+        dist.destroy_process_group()
 
 
 class DataParallel:
@@ -127,6 +160,7 @@ class DataParallel:
         import torch
 
         self._dist, self._torch = dist, torch
+        self._group = _cpu_group(dist)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.mode, self.sync_every = mode, int(sync_every)
         self.bytes_sent = 0  # by this worker, in exchanges of training batches
@@ -140,7 +174,7 @@ class DataParallel:
     def _call(self, what: str, f, *args):
         t0 = time.perf_counter()
         try:
-            return f(*args)
+            return f(*args, group=self._group)
         except Exception as e:  # a peer died (connection reset) or hung (timeout)
             raise TrainingError(
                 f"Worker {self.rank} of {self.world}: {what} with the other workers failed ({type(e).__name__}: "

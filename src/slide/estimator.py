@@ -375,8 +375,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback,
                              checkpoint=checkpoint, batch_callback=batch_callback,
                              batch_callback_every=batch_callback_every, group=group)
-                _check_lsh(state, X)
                 self.data_parallel_ = None if group is None else group.report(state)
+                distributed.release(group)
+                _check_lsh(state, X)
             if compiling:
                 log.info(f"Kernels compiled and cached: this first fit took {time.perf_counter() - t_setup:.1f} s "
                          "with compilation.")
@@ -430,8 +431,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         with _verbose_logging(verbose), thread_limits(state.n_threads):
             training.run(state, X, Y, eval_set=eval_set, eval_k=eval_k, callback=callback, checkpoint=checkpoint,
                          batch_callback=batch_callback, batch_callback_every=batch_callback_every, group=group)
-            _check_lsh(state, X)
             self.data_parallel_ = None if group is None else group.report(state)
+            distributed.release(group)
+            _check_lsh(state, X)
         return self
 
     @staticmethod
