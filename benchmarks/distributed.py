@@ -190,7 +190,8 @@ def main() -> None:
                 t = project(one, shares, net, n, rebuild)
                 table.append({"network": net_name, "rebuilds": REBUILDS[rebuild], "workers": n,
                               "seconds_per_batch": t, "speedup": base / t, "efficiency": base / t / n,
-                              "records_bytes_per_worker_per_batch": (n - 1) * shares["record_bytes_per_sample"] * bs / n,
+                              "records_bytes_per_worker_per_batch":
+                                  (n - 1) * shares["record_bytes_per_sample"] * bs / n,
                               "row_gradient_bytes_per_worker_per_batch": 2 * (n - 1) / n * shares["touched_bytes"],
                               "dense_allreduce_bytes_per_worker_per_batch": 2 * (n - 1) / n
                               * measured[0]["model_bytes"]})

@@ -135,9 +135,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         optimizer and rebuild wall time).
     n_iter_ : int
         Epochs run.
+    data_parallel_ : dict or None
+        After a data-parallel fit (:mod:`slide.distributed`): world size, rank, mode, exchanges,
+        bytes sent (in all and per batch) next to a dense all-reduce's, seconds copying and waiting.
     """
 
     _text = None  # a text model's featuriser (slide.text.TextFeatures), set by fit and load
+    data_parallel_ = None  # what a data-parallel fit exchanged (set by fit and resume in a group)
 
     def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
                  label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2",
@@ -359,7 +363,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             with thread_limits(resolve_n_jobs(p["n_jobs"])):
                 if p["output_init"] == "centroid":
                     init_output_centroids(Ws, bs, X, Y, p["centroid_scale"], reduce=reduce)
-                state = TrainState.build(p, specs, Ws, bs, seed=seed, label_order=label_order_of_counts(label_counts),
+                state = TrainState.build(p, specs, Ws, bs, seed=seed,
+                                         label_order=label_order_of_counts(label_counts),
                                          max_labels=max_labels, max_nnz=max_nnz)
                 del Ws, bs
                 state.recipe, state.data_profile = choices, profile
