@@ -144,12 +144,11 @@ def release(dp: "DataParallel | None") -> None:
     C++ teardown ("terminate called without an active exception"); a user's group is left open."""
     if dp is None or not _GROUPS.pop("owned", False):
         return
-    dist = dp._dist
     try:
-        dist.barrier()
+        dp.barrier()
     finally:
         _GROUPS.pop("gloo", None)
-        dist.destroy_process_group()
+        dp._dist.destroy_process_group()
 
 
 class DataParallel:
@@ -165,7 +164,7 @@ class DataParallel:
         self.mode, self.sync_every = mode, int(sync_every)
         self.bytes_sent = 0  # by this worker, in exchanges of training batches
         self.exchanges = 0
-        self.copy_seconds = 0.0  # packing and unpacking records, averaging rows (this worker's work)
+        self.copy_seconds = 0.0  # packing and unpacking batch records (this worker's own work)
         self.wait_seconds = 0.0  # inside collectives (transfer, and waiting for the slowest worker)
         self._buf = np.empty(0, np.float32)
         self._marks = None
