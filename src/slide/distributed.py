@@ -168,6 +168,7 @@ class DataParallel:
         self.wait_seconds = 0.0  # inside collectives (transfer, and waiting for the slowest worker)
         self._buf = np.empty(0, np.float32)
         self._marks = None
+        self._kernels = None
 
     # ------------------------------------------------------------------ collectives
     def _call(self, what: str, f, *args):
@@ -246,8 +247,16 @@ class DataParallel:
         loss summed to ``loss``): gather every worker's records into their slots; returns the
         batch's sample count and loss."""
         net, work, torch = state.net, state.work, self._torch
+        if self._kernels is None:  # the compiled entry points, typed once (see training.compiled)
+            from .training import compiled
+
+            f32 = np.zeros(1, np.float32)
+            self._kernels = (compiled(KX.records_size, net, work, 0, 0),
+                             compiled(KX.pack_records, net, work, 0, 0, f32),
+                             compiled(KX.unpack_records, net, work, 0, 0, f32, 0))
+        records_size, pack_records, unpack_records = self._kernels
         counts = np.clip(self.shard_sizes - bi * self.local_batch, 0, self.local_batch)
-        size = int(KX.records_size(net, work, slot0, n_local))
+        size = int(records_size(net, work, slot0, n_local))
         # the workers' losses travel with the sizes (float64 bit patterns): one round trip
         heads = self.gather_ints([size, np.float64(loss).view(np.int64)])
         sizes = heads[:, 0]
@@ -255,7 +264,7 @@ class DataParallel:
         t0 = time.perf_counter()
         if self._buf.size < cap:
             self._buf = np.empty(max(cap, 2 * self._buf.size), np.float32)
-        KX.pack_records(net, work, slot0, n_local, self._buf)
+        pack_records(net, work, slot0, n_local, self._buf)
         self.copy_seconds += time.perf_counter() - t0
         parts = [torch.empty(cap, dtype=torch.float32) for _ in range(self.world)]
         self._call("exchanging the batch", self._dist.all_gather, parts, torch.from_numpy(self._buf[:cap]))
@@ -263,7 +272,7 @@ class DataParallel:
         slot = 0
         for q in range(self.world):
             if q != self.rank and counts[q]:
-                got = KX.unpack_records(net, work, slot, int(counts[q]), parts[q].numpy(), state.max_nnz)
+                got = unpack_records(net, work, slot, int(counts[q]), parts[q].numpy(), state.max_nnz)
                 if got != sizes[q]:
                     raise TrainingError(f"Worker {self.rank}: the batch records of worker {q} do not fit this "
                                         "worker's model: every worker must train the same model on data of the "
