@@ -21,6 +21,9 @@ model (atomically); a restarted group (``torchrun --max-restarts``) resumes from
 checkpoint on every rank. Bytes sent are counted per batch, next to what a ring all-reduce of
 the dense gradient of the same model would send.
 
+Every worker runs the whole optimiser pass and every rebuild, and at amazon-670k dimensions that
+replicated work, not the network, bounds the speed-up (near 2x: benchmarks/RESULTS.md section 13).
+
 PyTorch is optional: single-process slide never imports it.
 """
 
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 import sys
 import time
@@ -40,8 +42,6 @@ from .data_checks import row_maxima
 from .errors import DataFormatError, ParameterError, TrainingError
 from .kernels import exchange as KX
 from .recipe import DataProfile
-
-log = logging.getLogger("slide")
 
 TIMEOUT_ENV = "SLIDE_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, each exchange)
 DEFAULT_TIMEOUT = 1800.0  # PyTorch's own default: rank 0 evaluates between epochs while the others wait
