@@ -225,15 +225,17 @@ class DataParallel:
         self.n_batches = int(max(-(-int(n) // int(b)) for n, b in zip(self.shard_sizes, self.local_batch)))
         return self.n_batches
 
+    def batch_counts(self, bi: int) -> np.ndarray:
+        """Samples each worker contributes to batch ``bi`` (known to all without a message)."""
+        return np.clip(self.shard_sizes - bi * self.local_batch, 0, self.local_batch)
+
     def batch_share(self, bi: int) -> tuple[int, int, int]:
         """(first, end) of this worker's rows of batch ``bi`` in its epoch order, and the batch
         slot its first sample takes (the samples of lower ranks come first)."""
-        counts = np.clip(self.shard_sizes - bi * self.local_batch, 0, self.local_batch)
+        counts = self.batch_counts(bi)
         lo = bi * int(self.local_batch[self.rank])
         return lo, lo + int(counts[self.rank]), int(counts[: self.rank].sum())
 
-    def batch_total(self, bi: int) -> int:
-        return int(np.clip(self.shard_sizes - bi * self.local_batch, 0, self.local_batch).sum())
 
     def epoch_order(self, trainable: np.ndarray, seed: int, epoch: int) -> np.ndarray:
         """This worker's sample order in ``epoch``: a function of (seed, rank, epoch) alone, so a
@@ -255,7 +257,7 @@ class DataParallel:
                              compiled(KX.pack_records, net, work, 0, 0, f32),
                              compiled(KX.unpack_records, net, work, 0, 0, f32, 0))
         records_size, pack_records, unpack_records = self._kernels
-        counts = np.clip(self.shard_sizes - bi * self.local_batch, 0, self.local_batch)
+        counts = self.batch_counts(bi)
         size = int(records_size(net, work, slot0, n_local))
         # the workers' losses travel with the sizes (float64 bit patterns): one round trip
         heads = self.gather_ints([size, np.float64(loss).view(np.int64)])

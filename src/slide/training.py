@@ -225,7 +225,7 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                     t0 = time.perf_counter()
                     if local_sgd:
                         group.note_touched(state, rows.size)
-                        n_done = group.batch_total(bi)
+                        n_done = int(group.batch_counts(bi).sum())
                     else:
                         n_rows, batch_loss = group.exchange_batch(state, bi, slot0, rows.size, batch_loss)
                         n_done = n_rows

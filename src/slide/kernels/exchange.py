@@ -82,8 +82,9 @@ def pack_records(net, work, slot0, n, buf):
 
 @njit(cache=True, fastmath=False)
 def unpack_records(net, work, slot0, n, buf, max_nnz):
-    """Read ``n`` records from ``buf`` into slots slot0 .. slot0 + n - 1. Returns the floats
-    read, or -1 if a record does not fit the buffers (sizes from another model)."""
+    """Read ``n`` records from ``buf`` into slots slot0 .. slot0 + n - 1 (the layout
+    :func:`pack_records` writes, field by field in the same order). Returns the floats read, or
+    -1 if a record does not fit the buffers (sizes from another model)."""
     ibuf = buf.view(np.int32)
     n_layers = net.is_lsh.shape[0]
     p = 0
