@@ -17,6 +17,9 @@ recipe's value, as ``benchmarks/study.py`` runs them):
   l2-normalised training rows (randomised SVD; ``pm``: half as many, each with both signs, so the
   ReLU keeps both sides) at the random start's column norm.
 * ``slide`` / ``slide:LR``: ``SlideClassifier`` at its defaults, or with learning rate LR.
+* ``slide:NAME=VALUE+NAME=VALUE...``: ``SlideClassifier`` with those parameters (numbers, words,
+  and tuples of ints written ``512/512``; ``/`` alone is the empty tuple), e.g.
+  ``slide:beta2=0.99``, ``slide:hidden_layer_sizes=/+epochs=20``.
 
 Writes ``benchmarks/results/rich_gap.json``; ``benchmarks/RESULTS.md`` section 11 has the table.
 """
@@ -126,6 +129,25 @@ def torch_variants():
     return {"dense": DenseClassifier, "wide": Wide, "ovr": OneVsRest, "svd": SVDStart}
 
 
+def slide_params(arg: str) -> dict:
+    """The parameters of a ``slide:...`` variant (see the module)."""
+    if not arg:
+        return {}
+    if "=" not in arg:
+        return {"learning_rate": float(arg)}
+    params = {}
+    for item in arg.split("+"):
+        key, _, value = item.partition("=")
+        if "/" in value:
+            params[key] = tuple(int(v) for v in value.split("/") if v)
+        else:
+            try:
+                params[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            except ValueError:
+                params[key] = value
+    return params
+
+
 def run(name, variant, data, n_jobs):
     from slide.metrics import evaluate
 
@@ -134,7 +156,7 @@ def run(name, variant, data, n_jobs):
     if kind == "slide":
         from slide import SlideClassifier
 
-        model = SlideClassifier(random_state=0, n_jobs=n_jobs, **({"learning_rate": float(arg)} if arg else {}))
+        model = SlideClassifier(random_state=0, n_jobs=n_jobs, **slide_params(arg))
     else:
         cls = torch_variants()[kind]
         if kind == "wide":
