@@ -18,8 +18,8 @@ from test_training_kernels import CASES, _problem, _setup
 
 def _run_batch(state, X, Y, rows):
     """Forward and backward of ``rows`` into slots 0 .., no optimiser step."""
-    K.train_batch(state.net, state.lsh, state.work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows, 0, 0,
-                  np.uint64(7), 0, 1, np.zeros(1), np.zeros((1, K.N_PHASES), np.uint64))
+    K.train_batch(state.net, state.lsh, state.work, state.grad, X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+                  rows, 0, 0, np.uint64(7), 0, 1, np.zeros(1), np.zeros((1, K.N_PHASES), np.uint64))
 
 
 def _records(state, lo, n):

@@ -15,6 +15,7 @@ from slide import SlideClassifier
 from slide.config import validate_params
 from slide.data_checks import check_X, check_Y
 from slide.kernels import train as K
+from slide import network
 from slide.network import init_weights, label_order, resolve_specs
 from slide.state import TrainState
 from slide.training import optimizer_step
@@ -51,7 +52,7 @@ def _setup(X, Y, n_threads=1, **params):
 def _run_batch(clf, p, X, Y, rows, n_threads=1):
     losses = np.zeros(n_threads)
     timers = np.zeros((n_threads, K.N_PHASES), np.uint64)
-    K.train_batch(clf.net, clf.lsh, clf.work, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows, 0, 0,
+    K.train_batch(clf.net, clf.lsh, clf.work, clf.grad, X.indptr, X.indices, X.data, Y.indptr, Y.indices, rows, 0, 0,
                   np.uint64(7), 0, n_threads, losses, timers)
     snapshot = {
         "x_idx": clf.work.x_idx.copy(),
@@ -157,6 +158,7 @@ CASES = [
     dict(hidden_layer_sizes=(16,), lsh_layers="none"),
     dict(hidden_layer_sizes=(16,), lsh_layers="output", active_size=10, min_active=12, n_tables=4),
     dict(hidden_layer_sizes=(16, 12), lsh_layers="none"),
+    dict(hidden_layer_sizes=(16, 12), lsh_layers="output", active_size=10, min_active=12, n_tables=4),
     dict(hidden_layer_sizes=(16, 12), lsh_layers="all", active_size=8, n_tables=6, hashes_per_table=3),
     dict(hidden_layer_sizes=(16, 12), lsh_layers=(1,), active_size=6, n_tables=6, hash_family="dwta",
          wta_bin_size=4),
@@ -175,10 +177,16 @@ CASES = [
                          + (f"-corrected-{c['sampler']}" if c.get("sample_correction") else "")
                          + (f"-smoothing-{c['label_smoothing']}" if c.get("label_smoothing") else ""))
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_batch_matches_numpy_reference(params, optimizer):
+@pytest.mark.parametrize("by_rows", [True, False], ids=["rows-allowed", "per-sample"])
+def test_batch_matches_numpy_reference(params, optimizer, by_rows, monkeypatch):
+    """Every case against the reference; an LSH output layer on a dense hidden layer runs row by
+    row unless its partial sums may not have the memory (then per sample)."""
+    if not by_rows:
+        monkeypatch.setattr(network, "ROW_PARTS_BYTES", 0)
     X, Y = _problem()
     clf, p = _setup(X, Y, optimizer=optimizer, learning_rate=0.01, batch_size=8, **params)
     specs = clf.specs
+    assert (clf.work.dpart.shape[0] > 0) == (by_rows and len(specs) >= 2 and specs[-1].lsh and not specs[-2].lsh)
     W0 = [w.copy() for w in clf.net.W]
     b0 = [v.copy() for v in clf.net.b]
     rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
@@ -283,15 +291,20 @@ def test_gradients_with_every_neuron_active_match_finite_differences():
             assert grads[l][i, j] == pytest.approx(fd, rel=2e-3, abs=2e-5), (l, i, j)
 
 
-def test_thread_count_does_not_change_the_result():
-    """Samples only read weights and each row is updated by one thread in sample order, so two
-    threads give bit-identical weights to one thread."""
+@pytest.mark.parametrize("by_rows", [True, False], ids=["output-by-rows", "per-sample"])
+def test_thread_count_does_not_change_the_result(by_rows, monkeypatch):
+    """Samples only read weights, each row is updated by one thread in sample order, and the
+    output layer's row-by-row backward pass adds fixed row blocks in block order, so two threads
+    give bit-identical weights to one thread."""
+    if not by_rows:
+        monkeypatch.setattr(network, "ROW_PARTS_BYTES", 0)
     X, Y = _problem(n=64, d=60, n_labels=50)
     results = []
     for n_threads in (1, 2):
         clf = SlideClassifier(hidden_layer_sizes=(16,), lsh_layers="output", active_size=12, n_tables=6,
                               epochs=2, batch_size=16, random_state=0, n_jobs=n_threads, input_dropout=0.2)
         clf.fit(X, Y)
+        assert (clf.state_.work.dpart.shape[0] > 0) == by_rows
         results.append([w.copy() for w in clf.coefs_])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

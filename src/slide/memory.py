@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 from .errors import SlideError
+from .kernels.state import ROW_BLOCKS
+from .network import output_by_rows
 
 F32 = I32 = 4
 I64 = 8
@@ -49,6 +51,8 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
         optim_scratch = 2 * n_rows * I64 + 2 * n_ent * I64 + T * row_len * F32
         per_thread += optim_scratch
     per_sample += B * max_nnz * (I32 + F32)  # the input after input dropout
+    if output_by_rows(specs, B):  # the output layer's backward pass: row-block partial sums
+        per_sample += ROW_BLOCKS * B * (specs[-1].n_in * F32 + 1)
     return {"weights": weights, "optimizer_state": optim, "hash_tables": tables, "batch_buffers": per_sample,
             "scratch": per_thread, "prediction": PREDICT_CHUNK_BYTES}
 

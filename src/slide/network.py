@@ -16,7 +16,7 @@ from numba import njit, typed
 
 from .kernels.hashing import HashParams, make_scratch
 from .kernels.rng import fill_uniform
-from .kernels.state import LSH, Grad, Net, Work
+from .kernels.state import LSH, ROW_BLOCKS, Grad, Net, Work
 from .kernels.tables import LOG_UNIFORM, THRESHOLD, TOPK, UNIFORM, VANILLA
 from .errors import ParameterError
 from .lsh import FAMILIES, INSERTIONS, code_bits_of, make_hash_params
@@ -374,8 +374,23 @@ def make_lsh(specs: list[LayerSpec], seed: int, ranked=None) -> tuple[LSH, list[
     return lsh, hps
 
 
+# the most bytes the row-block partial sums of output_by_rows may take
+ROW_PARTS_BYTES = 256 << 20
+
+
+def output_by_rows(specs: list[LayerSpec], n_slots: int) -> bool:
+    """Whether training computes the output layer row by row (:func:`slide.kernels.train.
+    forward_output_rows`): an LSH output layer fed by a dense hidden layer, whose ROW_BLOCKS
+    partial sums of every sample's hidden gradient fit in ROW_PARTS_BYTES (16 MiB at the default
+    batch of 128 and 512 hidden units; a larger batch falls back to the per-sample passes). A
+    property of the model and the batch size, not of the machine or the thread count, so neither
+    changes the result."""
+    return (len(specs) >= 2 and specs[-1].lsh and not specs[-2].lsh
+            and ROW_BLOCKS * n_slots * specs[-1].n_in * 4 <= ROW_PARTS_BYTES)
+
+
 def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_slots: int, max_labels: int,
-              max_nnz: int) -> Work:
+              max_nnz: int, training: bool = True) -> Work:
     """Buffers for ``n_slots`` samples in flight (the batch size in training, the thread count
     in prediction) and ``n_threads`` threads, sized for the largest sample (``max_labels``
     labels, ``max_nnz`` input non-zeros)."""
@@ -403,7 +418,9 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
         qidx.append(np.zeros((T, nq), i32))
         qval.append(np.zeros((T, nq), f32))
         hscr.append(make_scratch(hp, T))
+    nb, nbs, nbh = (ROW_BLOCKS, S, specs[-1].n_in) if training and output_by_rows(specs, S) else (0, 0, 0)
     return Work(
+        dpart=azeros((nb, nbs, nbh), f32), dpart_mark=np.zeros((nb, nbs), np.uint8),
         x_idx=np.zeros((S, max_nnz), i32), x_val=azeros((S, max_nnz), f32), x_n=np.zeros(S, i64),
         act_ids=_tl(act_ids), act=_tl(act), delta=_tl(delta), n_active=np.zeros((S, len(specs)), i64),
         n_head=np.zeros((S, len(specs)), i64), pad_tries=np.zeros((S, len(specs)), i64),
@@ -415,4 +432,4 @@ def make_work(specs: list[LayerSpec], hps: list[HashParams], n_threads: int, n_s
     )
 
 
-__all__ = ["LayerSpec", "resolve_specs", "lsh_spec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "label_order", "SAMPLERS", "FAMILIES", "INSERTIONS", "SELECTIONS"]
+__all__ = ["LayerSpec", "resolve_specs", "lsh_spec", "init_weights", "make_net", "make_grad", "make_lsh", "make_work", "output_by_rows", "label_order", "SAMPLERS", "FAMILIES", "INSERTIONS", "SELECTIONS"]

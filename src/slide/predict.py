@@ -65,7 +65,7 @@ def predict_lsh(state, X: sp.csr_matrix, k: int, n_threads: int, return_active: 
     act_n = np.zeros(n, np.int64)
     if n > 0:
         max_nnz = int(np.diff(X.indptr).max())
-        work = make_work(state.specs, state.hash_params, n_threads, n_threads, 0, max_nnz)
+        work = make_work(state.specs, state.hash_params, n_threads, n_threads, 0, max_nnz, training=False)
         predict_lsh_rows(state.net, state.lsh, work, X.indptr, X.indices, X.data, k, n_threads,
                          out_idx, out_val, act_out, act_n)
     if not return_active:

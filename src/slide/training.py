@@ -194,8 +194,8 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
     out_lsh = state.specs[-1].lsh
     seed = np.uint64(state.seed)
     rng = np.random.default_rng()
-    train_batch = compiled(K.train_batch, state.net, state.lsh, state.work, X.indptr, X.indices, X.data, Y.indptr,
-                           Y.indices, trainable[:0], 0, 0, seed, state.step, n_threads, losses, timers)
+    train_batch = compiled(K.train_batch, state.net, state.lsh, state.work, state.grad, X.indptr, X.indices, X.data,
+                           Y.indptr, Y.indices, trainable[:0], 0, 0, seed, state.step, n_threads, losses, timers)
     apply_batch = compiled(K.apply_batch, state.net, state.work, state.grad, 0, n_threads,
                            ADAM if p["optimizer"] == "adam" else SGD, 0.0, 0.0, 0.0, 0.0)
     try:
@@ -216,7 +216,7 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                 losses[:] = 0.0
                 # a worker's samples take their slots and random streams in the global batch
                 # (local SGD updates on its own share alone: slots from 0)
-                train_batch(state.net, state.lsh, state.work, X.indptr, X.indices, X.data, Y.indptr,
+                train_batch(state.net, state.lsh, state.work, state.grad, X.indptr, X.indices, X.data, Y.indptr,
                             Y.indices, rows, 0 if local_sgd else slot0, slot0, seed, state.step, n_threads,
                             losses, timers)
                 batch_loss = float(losses.sum())

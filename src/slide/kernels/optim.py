@@ -82,6 +82,32 @@ def _place(start, es, ek, j, s, k):
 
 
 @njit(cache=True, fastmath=False, inline="always")
+def count_entries(ids, n, s0, s1, cnt, lo, hi):
+    """First scan of the counting sort: cnt[j] += the entries (s, a), s0 <= s < s1, a < n[s],
+    with ids[s, a] = j, for the rows j of [lo, hi). Returns how many there were."""
+    c = 0
+    for s in range(s0, s1):
+        for a in range(n[s]):
+            j = ids[s, a]
+            if j >= lo and j < hi:
+                cnt[j] += 1
+                c += 1
+    return c
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def place_entries(ids, n, s0, s1, cnt, start, es, ek, lo, hi, pos):
+    """Second scan: the entries counted by :func:`count_entries`, in sample order, into
+    ent_*[pos:], row j's at ent_*[start[j] - cnt[j] : start[j]]."""
+    _starts(cnt, start, lo, hi, pos)
+    for s in range(s0, s1):
+        for a in range(n[s]):
+            j = ids[s, a]
+            if j >= lo and j < hi:
+                _place(start, es, ek, j, s, a)
+
+
+@njit(cache=True, fastmath=False, inline="always")
 def _offsets(per_thread):
     """Exclusive prefix sums: where each thread's entries begin."""
     out = np.empty_like(per_thread)
@@ -118,24 +144,12 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
     if not dense_out:
         for t in prange(n_threads):  # count the entries of the thread's rows
             lo, hi = _block(t, n_out, n_threads)
-            c = 0
-            for s in range(n_batch):
-                for a in range(n_l[s]):
-                    j = ids_l[s, a]
-                    if j >= lo and j < hi:
-                        cnt[j] += 1
-                        c += 1
-            first[t] = c
+            first[t] = count_entries(ids_l, n_l, 0, n_batch, cnt, lo, hi)
         first = _offsets(first)
     for t in prange(n_threads):
         lo, hi = _block(t, n_out, n_threads)
         if not dense_out:  # place them, in sample order, in the thread's range of ent_*
-            _starts(cnt, start, lo, hi, first[t])
-            for s in range(n_batch):
-                for a in range(n_l[s]):
-                    j = ids_l[s, a]
-                    if j >= lo and j < hi:
-                        _place(start, es, ek, j, s, a)
+            place_entries(ids_l, n_l, 0, n_batch, cnt, start, es, ek, lo, hi, first[t])
         # a gradient row of the thread's own (a fresh array: the compiler then knows it
         # aliases no input, and the accumulation vectorises)
         g = np.empty(n_in, np.float32)
@@ -179,23 +193,11 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
     first = np.zeros(n_threads, np.int64)
     for t in prange(n_threads):
         lo, hi = _block(t, n_features, n_threads)
-        c = 0
-        for s in range(n_batch):
-            for k in range(x_n[s]):
-                f = x_idx[s, k]
-                if f >= lo and f < hi:
-                    cnt[f] += 1
-                    c += 1
-        first[t] = c
+        first[t] = count_entries(x_idx, x_n, 0, n_batch, cnt, lo, hi)
     first = _offsets(first)
     for t in prange(n_threads):
         lo, hi = _block(t, n_features, n_threads)
-        _starts(cnt, start, lo, hi, first[t])
-        for s in range(n_batch):
-            for k in range(x_n[s]):
-                f = x_idx[s, k]
-                if f >= lo and f < hi:
-                    _place(start, es, ek, f, s, k)
+        place_entries(x_idx, x_n, 0, n_batch, cnt, start, es, ek, lo, hi, first[t])
         g = np.empty(n_out, np.float32)  # as in update_output_major
         for f in range(lo, hi):
             if cnt[f] == 0:

@@ -46,6 +46,12 @@ class LSH(NamedTuple):
     log1mq: list  # float64 (n_out,) for a LOG_UNIFORM layer: log(1 - q_j), q_j = P(draw j)
 
 
+# Fixed row blocks of an LSH output layer whose backward pass runs row by row: each block sums its
+# rows' contributions to a sample's hidden gradient separately, and the blocks are added in block
+# order, so the result does not depend on the thread count (threads take whole blocks).
+ROW_BLOCKS = 64
+
+
 class Work(NamedTuple):
     """Buffers of one batch. Per-sample arrays have a leading axis of batch slots (the optimiser
     reads every sample's activations and deltas after the batch); per-thread scratch has a
@@ -64,6 +70,9 @@ class Work(NamedTuple):
     pad_seq: list  # int32 (min_active,) per layer: the batch's distinct log-uniform draws
     pad_seq_try: list  # int64 (min_active,) per layer: draws made up to each of them
     pad_seq_n: np.ndarray  # int64 (n_layers, 2): length of pad_seq, draws made in all
+    # an LSH output layer on a dense hidden one: its backward pass's partial sums per fixed row block
+    dpart: np.ndarray  # float32 (ROW_BLOCKS, S, n_hidden), else (0, 0, 0)
+    dpart_mark: np.ndarray  # uint8 (ROW_BLOCKS, S): which partial sums the batch wrote
     # per thread slot
     dinput: list  # float32 (T, n_in): dLoss/d(input activation), layers >= 1
     stamp: list  # int64 (T, n_out) for LSH layers

@@ -15,8 +15,9 @@ from numba import njit, prange
 from .hashing import codes_to_keys, hash_dense, hash_sparse
 from .layers import (FASTMATH, backward_input, correct_padding, dropout_layer, forward_layer, load_input,
                      softmax_loss)
-from .optim import update_input_major, update_output_major
+from .optim import _offsets, count_entries, place_entries, update_input_major, update_output_major
 from .rng import stream_seed
+from .state import ROW_BLOCKS
 from .tables import UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random, select_active
 from .timer import cycles
 
@@ -127,11 +128,14 @@ def draw_padding(lsh, work, seed, batch_no):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training):
+def forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training,
+                   output_rule=True):
     """Every layer's active set and activations for the sample in slot ``s`` (thread slot ``t``)
     with feature vector ``x0``: hashing and selection in LSH layers (with ``training``: the
     labels ``lab`` join the output layer's active set, random padding fills it, dropout applies),
-    then the forward rule. Cycles per phase accumulate in timers[t]."""
+    then the forward rule (for the output layer only with ``output_rule``: without it the output
+    layer's active set is chosen and its logits are left to :func:`forward_output_rows`). Cycles
+    per phase accumulate in timers[t]."""
     n_layers = net.is_lsh.shape[0]
     out_l = n_layers - 1
     empty = lab[:0]
@@ -153,6 +157,8 @@ def forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, 
         else:
             n_act = net.sizes[l + 1]
         set_n_active(work, s, l, n_act)
+        if l == out_l and not output_rule:
+            break
         c0 = cycles()
         forward_layer(net, work, l, s, x, n_act)
         if training and net.dropout[l] > 0:
@@ -161,43 +167,198 @@ def forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, 
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def backward_sample(net, lsh, work, s, t, x0, lab):
-    """Loss of the sample in slot ``s`` after :func:`forward_sample`, and every layer's delta
-    (the padding's sampling correction first, see :func:`correct_padding`). Returns the loss."""
+def output_loss(net, lsh, work, s, lab):
+    """Loss of the sample in slot ``s`` and its output layer's delta (the padding's sampling
+    correction first, see :func:`correct_padding`)."""
     out_l = net.is_lsh.shape[0] - 1
     n_act = work.n_active[s, out_l]
     if net.is_lsh[out_l] != 0 and lsh.correct[out_l] != 0:
         correct_padding(work.act[out_l][s], work.act_ids[out_l][s], work.n_head[s, out_l], n_act,
                         net.sizes[out_l + 1], lsh.sampler[out_l], work.pad_tries[s, out_l], lsh.log1mq[out_l])
-    loss = softmax_loss(net, work, s, n_act, lab)
+    return softmax_loss(net, work, s, n_act, lab)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def backward_sample(net, lsh, work, s, t, x0, lab):
+    """Loss of the sample in slot ``s`` after :func:`forward_sample`, and every layer's delta.
+    Returns the loss."""
+    out_l = net.is_lsh.shape[0] - 1
+    loss = output_loss(net, lsh, work, s, lab)
     for l in range(out_l, 0, -1):
         backward_input(net, work, l, s, t, layer_input(net, work, l, s, x0), work.n_active[s, l])
     return loss
 
 
+@njit(cache=True, fastmath=False, inline="always")
+def _block_rows(t, n_out, n_threads):
+    """Thread t's rows: whole blocks of the ROW_BLOCKS fixed blocks of the layer."""
+    b0, b1 = t * ROW_BLOCKS // n_threads, (t + 1) * ROW_BLOCKS // n_threads
+    return b0 * n_out // ROW_BLOCKS, b1 * n_out // ROW_BLOCKS
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def train_batch(net, lsh, work, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, slot0, stream0,
+def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
+    """The forward rule of LSH layer ``l`` (dense input h, the last hidden layer's activations)
+    for the batch slots slot0 .. slot0 + n_batch - 1, computed row by row: z[s, a] = b_j +
+    W(j, :) . h_s for every entry (s, a) with active id j. The batch's samples share most of their
+    active rows (a reference-workload batch: 21,800 distinct rows for 154,000 entries) and a wide
+    output layer does not fit in cache, so per sample every row is a fresh read from memory; here
+    each thread groups the entries of its rows (the optimiser pass's counting sort,
+    :mod:`slide.kernels.optim`, in the same arrays) and reads each row once for all its samples,
+    whose h stay in cache. The grouping stays for :func:`backward_output_rows`, which clears it.
+    Each logit is one dot product, so the result does not depend on the thread count."""
+    W = net.W[l]
+    b = net.b[l]
+    n_in = W.shape[1]
+    n_out = W.shape[0]
+    cnt = grad.count[l]
+    start = grad.start[l]
+    es = grad.ent_s[l]
+    ek = grad.ent_k[l]
+    ids = work.act_ids[l]
+    n_l = work.n_active[:, l]
+    h = work.act[l - 1]
+    z = work.act[l]
+    s1 = slot0 + n_batch
+    first = np.zeros(n_threads, np.int64)
+    for t in prange(n_threads):
+        c0 = cycles()
+        lo, hi = _block_rows(t, n_out, n_threads)
+        first[t] = count_entries(ids, n_l, slot0, s1, cnt, lo, hi)
+        timers[t, PH_FORWARD] += cycles() - c0
+    first = _offsets(first)
+    for t in prange(n_threads):
+        c0 = cycles()
+        lo, hi = _block_rows(t, n_out, n_threads)
+        place_entries(ids, n_l, slot0, s1, cnt, start, es, ek, lo, hi, first[t])
+        for j in range(lo, hi):
+            if cnt[j] == 0:
+                continue
+            e1 = start[j]
+            bj = b[j]
+            for e in range(e1 - cnt[j], e1):
+                s = es[e]
+                acc = np.float32(0.0)
+                for i in range(n_in):
+                    acc += W[j, i] * h[s, i]
+                z[s, ek[e]] = acc + bj
+        timers[t, PH_FORWARD] += cycles() - c0
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def backward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
+    """The backward rule of :func:`forward_output_rows`' layer to its input, row by row: the
+    hidden delta of sample s is sum over its entries (s, a) of delta[s, a] W(j, :), gated by
+    the ReLU (and dropout scale) of h_s, into work.delta[l - 1][s]. Each thread adds its rows'
+    terms into one partial sum per (fixed row block, sample), rows in index order and entries in
+    sample order; the samples then add their blocks' sums in block order. Clears the grouping."""
+    W = net.W[l]
+    n_in = W.shape[1]
+    n_out = W.shape[0]
+    cnt = grad.count[l]
+    start = grad.start[l]
+    es = grad.ent_s[l]
+    ek = grad.ent_k[l]
+    delta = work.delta[l]
+    part = work.dpart
+    mark = work.dpart_mark
+    for t in prange(n_threads):
+        c0 = cycles()
+        b0, b1 = t * ROW_BLOCKS // n_threads, (t + 1) * ROW_BLOCKS // n_threads
+        for blk in range(b0, b1):
+            for j in range(blk * n_out // ROW_BLOCKS, (blk + 1) * n_out // ROW_BLOCKS):
+                if cnt[j] == 0:
+                    continue
+                e1 = start[j]
+                for e in range(e1 - cnt[j], e1):
+                    s = es[e]
+                    d = delta[s, ek[e]]
+                    if d == 0:
+                        continue
+                    if mark[blk, s] == 0:
+                        mark[blk, s] = 1
+                        for i in range(n_in):
+                            part[blk, s, i] = d * W[j, i]
+                    else:
+                        for i in range(n_in):
+                            part[blk, s, i] += d * W[j, i]
+                cnt[j] = 0
+        timers[t, PH_BACKWARD] += cycles() - c0
+    h = work.act[l - 1]
+    prev = work.delta[l - 1]
+    scale = np.float32(1.0 / (1.0 - net.dropout[l - 1]))
+    for t in prange(n_threads):
+        c0 = cycles()
+        for s in range(slot0 + t, slot0 + n_batch, n_threads):
+            for i in range(n_in):
+                prev[s, i] = 0.0
+            for blk in range(ROW_BLOCKS):
+                if mark[blk, s] != 0:
+                    mark[blk, s] = 0
+                    for i in range(n_in):
+                        prev[s, i] += part[blk, s, i]
+            for i in range(n_in):
+                prev[s, i] = prev[s, i] * scale if h[s, i] > 0 else 0.0
+        timers[t, PH_BACKWARD] += cycles() - c0
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _sample(rows, i, slot0, Y_indptr, Y_indices):
+    """The batch slot, data row and labels of the batch's i-th sample."""
+    r = rows[i]
+    return slot0 + i, r, Y_indices[Y_indptr[r]:Y_indptr[r + 1]]
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def train_batch(net, lsh, work, grad, X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, slot0, stream0,
                 seed, batch_no, n_threads, losses, timers):
     """Forward, loss and backward of the samples ``rows`` (all with >= 1 label) into batch
     slots slot0, slot0 + 1, ..., with the random streams numbered from ``stream0`` (a
     data-parallel worker's samples take the slots and streams they have in the whole batch;
-    one process passes 0, 0). losses[t] and timers[t, phase] accumulate per thread slot."""
+    one process passes 0, 0). losses[t] and timers[t, phase] accumulate per thread slot.
+
+    Where the work buffers hold row-block partial sums (an LSH output layer on a dense hidden
+    one, see :func:`slide.network.make_work`), every sample's forward pass up to the output
+    layer's active set runs first, then the output layer forward and backward row by row
+    (:func:`forward_output_rows`, :func:`backward_output_rows`) around every sample's loss,
+    then the deeper layers' backward passes; otherwise each sample runs through all of it."""
     B = rows.shape[0]
     draw_padding(lsh, work, seed, batch_no)
+    by_rows = work.dpart.shape[0] > 0
+    out_l = net.is_lsh.shape[0] - 1
     for t in prange(n_threads):
         rng = np.empty(1, np.uint64)
         pad_rng = np.empty(1, np.uint64)
         for i in range(t, B, n_threads):
-            s = slot0 + i
-            r = rows[i]
+            s, r, lab = _sample(rows, i, slot0, Y_indptr, Y_indices)
             rng[0] = stream_seed(seed, batch_no, stream0 + i)
             p0, p1 = X_indptr[r], X_indptr[r + 1]
             x_n = load_input(work, s, X_indices[p0:p1], X_data[p0:p1], p1 - p0, net.input_dropout, rng)
             x0 = (work.x_idx[s], work.x_val[s], x_n, False)
-            lab = Y_indices[Y_indptr[r]:Y_indptr[r + 1]]
-            forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training=True)
+            forward_sample(net, lsh, work, s, t, x0, lab, rng, pad_rng, seed, batch_no, timers, training=True,
+                           output_rule=not by_rows)
+            if not by_rows:
+                c0 = cycles()
+                losses[t] += backward_sample(net, lsh, work, s, t, x0, lab)
+                timers[t, PH_BACKWARD] += cycles() - c0
+    if not by_rows:
+        return
+    forward_output_rows(net, work, grad, out_l, slot0, B, n_threads, timers)
+    for t in prange(n_threads):
+        c0 = cycles()
+        for i in range(t, B, n_threads):
+            s, r, lab = _sample(rows, i, slot0, Y_indptr, Y_indices)
+            losses[t] += output_loss(net, lsh, work, s, lab)
+        timers[t, PH_BACKWARD] += cycles() - c0
+    backward_output_rows(net, work, grad, out_l, slot0, B, n_threads, timers)
+    if out_l >= 2:
+        for t in prange(n_threads):
             c0 = cycles()
-            losses[t] += backward_sample(net, lsh, work, s, t, x0, lab)
+            for i in range(t, B, n_threads):
+                s = slot0 + i
+                x0 = (work.x_idx[s], work.x_val[s], work.x_n[s], False)
+                for l in range(out_l - 1, 0, -1):
+                    backward_input(net, work, l, s, t, layer_input(net, work, l, s, x0), work.n_active[s, l])
             timers[t, PH_BACKWARD] += cycles() - c0
 
 
