@@ -82,6 +82,12 @@ def _place(start, es, ek, j, s, k):
 
 
 @njit(cache=True, fastmath=False, inline="always")
+def row_groups(grad, l):
+    """Layer l's counting-sort arrays: (count, start, ent_s, ent_k), see :func:`count_entries`."""
+    return grad.count[l], grad.start[l], grad.ent_s[l], grad.ent_k[l]
+
+
+@njit(cache=True, fastmath=False, inline="always")
 def count_entries(ids, n, s0, s1, cnt, lo, hi):
     """First scan of the counting sort: cnt[j] += the entries (s, a), s0 <= s < s1, a < n[s],
     with ids[s, a] = j, for the rows j of [lo, hi). Returns how many there were."""
@@ -130,10 +136,7 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
     dense_out = net.is_lsh[l] == 0
     in_dense = net.is_lsh[l - 1] == 0
     n_out = W.shape[0]
-    cnt = grad.count[l]
-    start = grad.start[l]
-    es = grad.ent_s[l]
-    ek = grad.ent_k[l]
+    cnt, start, es, ek = row_groups(grad, l)
     delta = work.delta[l]
     x_act = work.act[l - 1]
     x_ids = work.act_ids[l - 1]
@@ -180,10 +183,7 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
     mW, vW, mb, vb = net.mW[0], net.vW[0], net.mb[0], net.vb[0]
     n_out = W.shape[1]
     dense_out = net.is_lsh[0] == 0
-    cnt = grad.count[0]
-    start = grad.start[0]
-    es = grad.ent_s[0]
-    ek = grad.ent_k[0]
+    cnt, start, es, ek = row_groups(grad, 0)
     x_val = work.x_val
     x_idx, x_n = work.x_idx, work.x_n
     delta0 = work.delta[0]

@@ -15,7 +15,7 @@ from numba import njit, prange
 from .hashing import codes_to_keys, hash_dense, hash_sparse
 from .layers import (FASTMATH, backward_input, correct_padding, dropout_layer, forward_layer, load_input,
                      softmax_loss)
-from .optim import _offsets, count_entries, place_entries, update_input_major, update_output_major
+from .optim import _offsets, count_entries, place_entries, row_groups, update_input_major, update_output_major
 from .rng import stream_seed
 from .state import ROW_BLOCKS
 from .tables import UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random, select_active
@@ -211,10 +211,7 @@ def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     b = net.b[l]
     n_in = W.shape[1]
     n_out = W.shape[0]
-    cnt = grad.count[l]
-    start = grad.start[l]
-    es = grad.ent_s[l]
-    ek = grad.ent_k[l]
+    cnt, start, es, ek = row_groups(grad, l)
     ids = work.act_ids[l]
     n_l = work.n_active[:, l]
     h = work.act[l - 1]
@@ -255,10 +252,7 @@ def backward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     W = net.W[l]
     n_in = W.shape[1]
     n_out = W.shape[0]
-    cnt = grad.count[l]
-    start = grad.start[l]
-    es = grad.ent_s[l]
-    ek = grad.ent_k[l]
+    cnt, start, es, ek = row_groups(grad, l)
     delta = work.delta[l]
     part = work.dpart
     mark = work.dpart_mark
