@@ -239,3 +239,42 @@ def test_a_model_loaded_for_prediction_only(model_path, data, tmp_path):
     with pytest.raises(slide.errors.ParameterError, match="optimizer_state"):
         slide.load(model_path, optimizer_state="no")
     load_fails(crafted(model_path, tmp_path, lambda arrays, meta: meta.update(optimizer_state=1)), "'optimizer_state'")
+
+
+def test_a_first_layer_trained_by_sgd_has_no_moments_and_resumes_as_one_run(data, tmp_path):
+    """input_optimizer='sgd': the file holds no moments for the first layer's weights (its
+    biases and the other layers keep theirs), and a run that crashed after a checkpoint resumes
+    to the weights of the run that did not."""
+    X, Y, Xt, _ = data
+    kw = dict(hidden_layer_sizes=(16,), lsh_layers="output", epochs=2, batch_size=64, random_state=0, n_jobs=1,
+              input_optimizer="sgd", input_learning_rate=0.5)
+    whole = SlideClassifier(**kw).fit(X, Y)
+    whole.save(tmp_path / "whole.npz")
+    arrays, meta = read_arrays(tmp_path / "whole.npz")
+    assert not {"mW0", "vW0"} & set(arrays) and {"mb0", "vb0", "mW1", "vW1"} <= set(arrays)
+    assert (meta["resolved_params"]["input_optimizer"], meta["resolved_params"]["input_learning_rate"]) == ("sgd", 0.5)
+
+    def crash(record):
+        if record["step"] == 5:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(KeyboardInterrupt):
+        SlideClassifier(**kw).fit(X, Y, checkpoint_path=ck, checkpoint_every=4, batch_callback=crash,
+                                  batch_callback_every=1)
+    resumed = slide.load(ck).resume(X, Y)
+    for a, b in zip(resumed.coefs_ + resumed.intercepts_, whole.coefs_ + whole.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    light = slide.load(tmp_path / "whole.npz", optimizer_state=False)
+    np.testing.assert_array_equal(light.predict_topk(Xt, k=3)[0], whole.predict_topk(Xt, k=3)[0])
+
+
+def test_files_from_before_the_first_layer_had_its_own_optimiser_train_it_as_the_others(model_path, tmp_path):
+    def strip(arrays, meta):
+        for record in (meta["params"], meta["resolved_params"]):
+            record.pop("input_optimizer")
+            record.pop("input_learning_rate")
+
+    old = slide.load(crafted(model_path, tmp_path, strip))
+    assert (old.state_.config["input_optimizer"], old.state_.config["input_learning_rate"]) == ("adam", 0.003)
+    assert old.get_params()["input_optimizer"] == "auto"

@@ -13,8 +13,8 @@ from slide.centroids import init_output_centroids
 from slide.datasets import make_extreme
 from slide.kernels.centroids import add_label_sums, first_layer_rows
 from slide.metrics import precision_at_k
-from slide.recipe import (RICH_LABEL_SMOOTHING, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS,
-                          DataProfile, resolve)
+from slide.recipe import (INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING, SMOOTHING_MAX_MEDIAN,
+                          TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
 from slide.config import DEFAULTS, validate_params
 
 
@@ -88,7 +88,8 @@ def test_values_the_user_set_are_never_changed():
     params = validate_params({**DEFAULTS, "dropout": 0.3, "lr_schedule": "linear", "epochs": 7})
     p, choices = resolve(params, _profile(2), n_batches=100)
     assert (p["dropout"], p["lr_schedule"], p["epochs"]) == (0.3, "linear", 7)
-    assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes", "label_smoothing"}
+    assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes", "label_smoothing",
+                                         "input_optimizer", "input_learning_rate"}
     p, choices = resolve(validate_params({**params, "hidden_layer_sizes": (64,)}), _profile(2), n_batches=100)
     assert p["hidden_layer_sizes"] == (64,) and "hidden_layer_sizes" not in {c.name for c in choices}
 
@@ -125,6 +126,57 @@ def test_auto_width_widens_only_a_big_tail_that_fits(median, n_labels, n_feature
     assert p["hidden_layer_sizes"] == (width,)
     reason = {c.name: c.reason for c in choices}["hidden_layer_sizes"]
     assert ("GiB" in reason) == (n_labels > 10_000 and median < 10)
+
+
+def _wide(median, n_features, n_samples=1000, labels_per_sample=1.0):
+    return DataProfile(n_samples=n_samples, n_features=n_features, n_labels=100, n_labels_seen=100,
+                       labels_per_sample=labels_per_sample, points_per_label=median, median_points_per_label=median,
+                       nnz_per_sample=50.0, top_label_share=0.1)
+
+
+@pytest.mark.parametrize("median,n_features,labels_per_sample,expected", [
+    (26, 7_300, 1.0, "sgd"),            # debian-packages-text's shape: 7.3 features per point
+    (26, int(WIDE_INPUT_RATIO * 1000), 1.0, "sgd"),
+    (26, int(WIDE_INPUT_RATIO * 1000) - 1, 1.0, "adam"),
+    (54, 380, 1.0, "adam"),             # bibtex's: 0.38 per point
+    (1, 199_000, 75.0, "sgd"),          # delicious-200k's: rich by its labels per point, 199 per point
+    (3, 7_300, 1.0, "adam"),            # a long tail keeps Adam however wide its input
+])
+def test_the_first_layer_runs_sgd_on_a_wide_input_with_data_rich_labels(median, n_features, labels_per_sample,
+                                                                           expected):
+    p, choices = resolve(validate_params(DEFAULTS), _wide(median, n_features, labels_per_sample=labels_per_sample),
+                         n_batches=100)
+    reasons = {c.name: c.reason for c in choices}
+    assert p["input_optimizer"] == expected
+    if expected == "sgd":
+        assert p["input_learning_rate"] == INPUT_SGD_LEARNING_RATE and p["input_dropout"] == 0.0
+        assert "SGD moves a row by its features' values" in reasons["input_optimizer"]
+    else:
+        assert p["input_learning_rate"] == p["learning_rate"]
+    # what the user set stays, and the rest follows it
+    q, _ = resolve(validate_params({**DEFAULTS, "input_optimizer": "adam"}), _wide(median, n_features), 100)
+    assert q["input_optimizer"] == "adam" and q["input_learning_rate"] == q["learning_rate"]
+    q, _ = resolve(validate_params({**DEFAULTS, "input_learning_rate": 0.7}), _wide(median, n_features), 100)
+    assert q["input_learning_rate"] == 0.7
+
+
+def test_the_first_layer_follows_optimizer_without_a_hidden_layer_or_under_sgd():
+    wide = _wide(26, 7_300)
+    p, choices = resolve(validate_params({**DEFAULTS, "hidden_layer_sizes": ()}), wide, n_batches=100)
+    assert p["input_optimizer"] == "adam" and "no hidden layer" in {c.name: c.reason for c in choices}["input_optimizer"]
+    p, _ = resolve(validate_params({**DEFAULTS, "optimizer": "sgd", "learning_rate": 0.1}), wide, n_batches=100)
+    assert (p["input_optimizer"], p["input_learning_rate"]) == ("sgd", 0.1)
+
+
+def test_estimate_memory_counts_the_first_layers_moments_by_its_optimiser():
+    from slide import SlideClassifier
+
+    d, L = 100_000, 500
+    adam = SlideClassifier(hidden_layer_sizes=256).estimate_memory(d, L)
+    sgd = SlideClassifier(hidden_layer_sizes=256, input_optimizer="sgd").estimate_memory(d, L)
+    # SGD keeps no moments for the d x 256 weights; the biases and the output layer keep theirs
+    assert adam["optimizer_state"] - sgd["optimizer_state"] == 2 * 4 * d * 256
+    assert sgd["optimizer_state"] == 2 * 4 * (256 + 256 * L + L)
 
 
 def test_estimate_memory_counts_the_widest_auto_width():

@@ -173,18 +173,25 @@ CASES = [
 ]
 
 
+# (optimizer, input_optimizer, input_learning_rate): the first layer's weights may have their own
+OPTIMIZERS = [("adam", "auto", "auto"), ("sgd", "auto", "auto"), ("adam", "sgd", 0.5), ("sgd", "adam", 0.02)]
+
+
 @pytest.mark.parametrize("params", CASES, ids=lambda c: f"{c['hidden_layer_sizes']}-{c['lsh_layers']}"
                          + (f"-corrected-{c['sampler']}" if c.get("sample_correction") else "")
                          + (f"-smoothing-{c['label_smoothing']}" if c.get("label_smoothing") else ""))
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizers", OPTIMIZERS, ids=lambda o: o[0] if o[1] == "auto" else f"{o[0]}-input-{o[1]}")
 @pytest.mark.parametrize("by_rows", [True, False], ids=["rows-allowed", "per-sample"])
-def test_batch_matches_numpy_reference(params, optimizer, by_rows, monkeypatch):
+def test_batch_matches_numpy_reference(params, optimizers, by_rows, monkeypatch):
     """Every case against the reference; an LSH output layer on a dense hidden layer runs row by
-    row unless its partial sums may not have the memory (then per sample)."""
+    row unless its partial sums may not have the memory (then per sample). The first layer's
+    weights follow input_optimizer at input_learning_rate, every other array optimizer."""
     if not by_rows:
         monkeypatch.setattr(network, "ROW_PARTS_BYTES", 0)
+    optimizer, input_opt, input_lr = optimizers
     X, Y = _problem()
-    clf, p = _setup(X, Y, optimizer=optimizer, learning_rate=0.01, batch_size=8, **params)
+    clf, p = _setup(X, Y, optimizer=optimizer, learning_rate=0.01, batch_size=8, input_optimizer=input_opt,
+                    input_learning_rate=input_lr, **params)
     specs = clf.specs
     assert (clf.work.dpart.shape[0] > 0) == (by_rows and len(specs) >= 2 and specs[-1].lsh and not specs[-2].lsh)
     W0 = [w.copy() for w in clf.net.W]
@@ -206,22 +213,25 @@ def test_batch_matches_numpy_reference(params, optimizer, by_rows, monkeypatch):
             assert set(A[: len(labs)].tolist()) == set(labs.tolist())
     for l in range(len(specs)):
         lr = 0.01
-        if optimizer == "adam":
+        w_opt, w_lr = (input_opt, input_lr) if l == 0 and input_opt != "auto" else (optimizer, lr)
+        if w_opt == "adam":
             exp_W = W0[l].astype(np.float64).copy()
             rows_l = sorted(t_rows[l])
-            exp_W[rows_l] = _adam(exp_W[rows_l], gW[l][rows_l], lr=lr)
+            exp_W[rows_l] = _adam(exp_W[rows_l], gW[l][rows_l], lr=w_lr)
+        else:
+            exp_W = W0[l] - w_lr * gW[l]
+        if optimizer == "adam":
             exp_b = b0[l].astype(np.float64).copy()
             bl = sorted(t_bias[l])
             exp_b[bl] = _adam(exp_b[bl], gb[l][bl], lr=lr)
         else:
-            exp_W = W0[l] - lr * gW[l]
             exp_b = b0[l] - lr * gb[l]
         np.testing.assert_allclose(clf.net.W[l], exp_W, rtol=2e-4, atol=2e-6, err_msg=f"weights of layer {l}")
         np.testing.assert_allclose(clf.net.b[l], exp_b, rtol=2e-4, atol=2e-6, err_msg=f"biases of layer {l}")
         # rows nobody touched are bit-for-bit unchanged (lazy updates)
         untouched = np.setdiff1d(np.arange(W0[l].shape[0]), sorted(t_rows[l]))
         np.testing.assert_array_equal(clf.net.W[l][untouched], W0[l][untouched])
-        if optimizer == "adam":
+        if w_opt == "adam":
             m = clf.net.mW[l]
             np.testing.assert_allclose(m[sorted(t_rows[l])], 0.1 * gW[l][sorted(t_rows[l])], rtol=2e-4, atol=1e-7)
             assert not m[untouched].any()

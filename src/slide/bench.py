@@ -129,7 +129,8 @@ def theoretical_bytes(method: str, clf, n_features: int, n_labels: int, params: 
     if method == "slide":
         net = SlideClassifier(**{**clf.get_params(), **chosen})
     else:
-        shared = {k: v for k, v in {**params, **chosen}.items() if k in ("hidden_layer_sizes", "optimizer")}
+        shared = {k: v for k, v in {**params, **chosen}.items() if k in ("hidden_layer_sizes", "optimizer",
+                                                                             "input_optimizer")}
         net = SlideClassifier(**shared, lsh_layers="none")
     est = net.estimate_memory(n_features, n_labels)
     out = {k: est[k] for k in ("weights", "optimizer_state", "hash_tables")}

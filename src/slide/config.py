@@ -133,6 +133,13 @@ PARAMS: tuple[Param, ...] = (
        "chosen from the data (slide.recipe)", choices=("auto", "constant", "linear")),
     _p("optimizer", "adam", "choice", "'adam' (lazy: only rows with gradient) or 'sgd'",
        choices=("adam", "sgd")),
+    _p("input_optimizer", "auto", "choice", "optimiser of the first layer's weights (a row per input feature; "
+       "its biases follow optimizer): 'adam', 'sgd' (a row moves by its features' values times the error, so "
+       "weakly weighted features move little), or 'auto': chosen from the data (slide.recipe), else as "
+       "optimizer", choices=("auto", "adam", "sgd")),
+    _p("input_learning_rate", "auto", "float_auto", "step size of the first layer's weights; 'auto': "
+       "learning_rate, or 3.0 where the first layer alone runs SGD (slide.recipe)", low=0, low_open=True,
+       high=1e3),
     # at most 1 - 1e-7: the kernels run Adam in float32, where a beta closer to 1 rounds to 1 and
     # the bias correction 1 - beta**t becomes 0 (ZeroDivisionError) or the moment stops moving
     _p("beta1", 0.9, "float", "Adam first-moment decay", low=0, high=0.9999999),

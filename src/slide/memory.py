@@ -12,7 +12,7 @@ import os
 
 from .errors import SlideError
 from .kernels.state import ROW_BLOCKS
-from .network import output_by_rows
+from .network import input_optimizer, output_by_rows
 
 F32 = I32 = 4
 I64 = 8
@@ -27,11 +27,12 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
     """Bytes by kind for training ``specs`` with batch size p['batch_size'] on ``n_threads``."""
     B, T = p["batch_size"], n_threads
     adam = p["optimizer"] == "adam"
+    adam_in = input_optimizer(p)[0] == "adam"  # 'auto' counts as the other layers' optimiser
     weights = tables = per_sample = per_thread = optim = 0
     for l, s in enumerate(specs):
         w = s.n_in * s.n_out * F32 + s.n_out * F32
         weights += w
-        optim += 2 * w if adam else 0
+        optim += 2 * s.n_in * s.n_out * F32 * ((adam_in if l == 0 else adam)) + 2 * s.n_out * F32 * adam
         cap = s.active_cap(max_labels)
         per_sample += B * cap * (I32 + F32 + F32)  # act_ids, act, delta
         per_thread += T * (s.n_in * F32 if l > 0 else 0)  # dinput

@@ -258,15 +258,28 @@ def init_weights(specs: list[LayerSpec], rng: np.random.Generator, init_scale: f
     return Ws, bs
 
 
+def input_optimizer(p: dict) -> tuple[str, float]:
+    """(optimiser, learning rate) of the first layer's weights under parameters ``p``: its own
+    input_optimizer and input_learning_rate, each 'auto' (not resolved by the recipe) meaning the
+    value for every other layer."""
+    opt = p.get("input_optimizer", "auto")
+    lr = p.get("input_learning_rate", "auto")
+    return (p["optimizer"] if opt == "auto" else opt), (p["learning_rate"] if lr == "auto" else lr)
+
+
 def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout: float = 0.0,
-             input_dropout: float = 0.0, prefault_moments: bool = True, label_smoothing: float = 0.0) -> Net:
+             input_dropout: float = 0.0, prefault_moments: bool = True, label_smoothing: float = 0.0,
+             input_optimizer: str | None = None) -> Net:
     """Weights and optimiser state; ``dropout`` applies to every hidden layer's output,
     ``input_dropout`` to the input's non-zeros, ``label_smoothing`` to the loss (training only).
-    Without ``prefault_moments`` the Adam moments stay lazily mapped zeros (a model loaded for
+    ``input_optimizer`` (default: ``optimizer``) trains the first layer's weights, whose Adam
+    moments are empty arrays under SGD; every bias follows ``optimizer``. Without
+    ``prefault_moments`` the Adam moments stay lazily mapped zeros (a model loaded for
     prediction never touches them)."""
     sizes = np.array([specs[0].n_in] + [s.n_out for s in specs], np.int64)
     adam = optimizer == "adam"
-    z2 = lambda W: azeros(W.shape, prefault=prefault_moments) if adam else np.zeros((0, 0), np.float32)  # noqa: E731
+    adam_w = [(input_optimizer or optimizer) == "adam" if l == 0 else adam for l in range(len(specs))]
+    z2 = lambda W, a: azeros(W.shape, prefault=prefault_moments) if a else np.zeros((0, 0), np.float32)  # noqa: E731
     z1 = lambda b: azeros(b.shape) if adam else np.zeros(0, np.float32)  # noqa: E731
     return Net(
         sizes=sizes,
@@ -276,8 +289,8 @@ def make_net(specs: list[LayerSpec], Ws: list, bs: list, optimizer: str, dropout
         label_smoothing=float(label_smoothing),
         W=_tl(aligned(W) for W in Ws),
         b=_tl(aligned(b) for b in bs),
-        mW=_tl(z2(W) for W in Ws),
-        vW=_tl(z2(W) for W in Ws),
+        mW=_tl(z2(W, a) for W, a in zip(Ws, adam_w)),
+        vW=_tl(z2(W, a) for W, a in zip(Ws, adam_w)),
         mb=_tl(z1(b) for b in bs),
         vb=_tl(z1(b) for b in bs),
     )

@@ -40,6 +40,16 @@ def _params(stored: dict) -> dict:
     return params
 
 
+def _resolved(stored: dict) -> dict:
+    """The values a file's model was trained with (:func:`_params` of its resolved record).
+    Files from before the first layer had its own optimiser trained it as every other layer."""
+    params = _params(stored)
+    for name, same_as in (("input_optimizer", "optimizer"), ("input_learning_rate", "learning_rate")):
+        if params.get(name, "auto") == "auto" and same_as in params:
+            params[name] = params[same_as]
+    return params
+
+
 def load_model(path, optimizer_state: bool = True) -> tuple[dict, TrainState, Targets, TextFeatures | None]:
     """(estimator parameters, state, targets, text featuriser or None) from a file written by
     :func:`save_model`; without ``optimizer_state`` the Adam moments are not read (a model for
@@ -49,7 +59,7 @@ def load_model(path, optimizer_state: bool = True) -> tuple[dict, TrainState, Ta
         params = _params(meta["params"])  # as the user gave them (get_params round-trips)
         validate_params(params)
         # files from before the recipe stored the values they trained with as the parameters
-        config = validate_params({**params, **_params(meta.get("resolved_params", meta["params"]))})
+        config = validate_params({**params, **_resolved(meta.get("resolved_params", meta["params"]))})
         state = TrainState.from_arrays(arrays, meta, config, where=path, optimizer_state=optimizer_state)
         text = None
         if meta.get("text") is not None:

@@ -17,7 +17,12 @@ many labels each (over :data:`TAIL_MAX_LABELS_PER_POINT`, as delicious-200k's 75
 target is spread over dozens of mostly rare labels, memorising them pushes those rare labels above
 the frequent ones at the top of the ranking (P@1 0.016 without dropout against 0.984 with it on
 the delicious-200k preset), and the regularised recipe is the right one. A long tail of 10^4+
-labels also gets a wider hidden layer, within a memory budget. A parameter the user sets is
+labels also gets a wider hidden layer, within a memory budget. With data-rich labels and a wide
+input (at least :data:`WIDE_INPUT_RATIO` features per training point, as TF-IDF text has) the
+first layer learns by SGD: Adam's per-weight steps move a rarely or weakly weighted feature's row
+as far as any other's and the network memorises through them, where SGD moves a row by its
+features' values (+0.014 P@1 on debian-packages-text; on a long tail the rare terms *are* the
+signal, and Adam stays). A parameter the user sets is
 never changed; :func:`resolve` returns the decided values and one line of reason
 for each, which ``slide train`` prints and ``fit`` keeps in ``recipe_``.
 """
@@ -52,6 +57,10 @@ TAIL_BIG_LABELS = 10_000
 REBUILD_FIRST, REBUILD_BATCHES_PER_COST = 10, 3
 DEFAULT_HIDDEN, TAIL_WIDE_HIDDEN = 512, 1024
 WIDE_STATE_BUDGET = 6 << 30
+# input_optimizer='auto' on data-rich labels: SGD for the first layer's weights where there are at least
+# WIDE_INPUT_RATIO features per training point, at step INPUT_SGD_LEARNING_RATE (benchmarks/RESULTS.md
+# section 11, "The first layer's optimiser")
+WIDE_INPUT_RATIO, INPUT_SGD_LEARNING_RATE = 2.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -179,16 +188,56 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
             why = (f"{profile.labels_per_sample:.1f} labels per point (> {TAIL_MAX_LABELS_PER_POINT}), whose "
                    "frequent labels must stay above the rare ones")
         decide("dropout", RICH_DROPOUT, f"{why}: the network would over-fit, so the hidden layer is regularised")
+        decide("input_optimizer", *_rich_input_optimizer(p, profile))
+        if p["input_optimizer"] == "sgd" and p["optimizer"] == "adam":
+            decide("input_dropout", 0.0, "the first layer learns by SGD, where each row moves only by the evidence "
+                   "of its features: dropping some of it cost 0.006 P@1 on debian-packages-text")
         decide("input_dropout", RICH_INPUT_DROPOUT, f"{why}: a label is learnt from partial inputs too")
         decide("lr_schedule", "linear", f"{why}: the rate decays to 0 so the last epochs settle")
         decide("output_init", "uniform", f"{why}: training alone places each label's row (a centroid start "
                "cost 0.006 P@1 on the Mulan text sets and 0.46 on the delicious-200k preset)")
         decide("label_smoothing", *_rich_smoothing(p, profile, med))
+    # (the tail branch and a network without a hidden layer train the first layer as every other)
+    decide("input_optimizer", p["optimizer"], _same_optimizer_reason(p, tail, med))
+    if p["input_learning_rate"] == "auto":
+        if p["input_optimizer"] == "sgd" and p["optimizer"] == "adam":
+            decide("input_learning_rate", INPUT_SGD_LEARNING_RATE, "SGD's step for rows of unit-norm inputs beside "
+                   "Adam (1 to 10 measured within 0.0015 P@1 on debian-packages-text)")
+        else:
+            decide("input_learning_rate", p["learning_rate"], "learning_rate: the first layer runs the same "
+                   "optimiser as the others")
     if p["epochs"] == "auto":
         n = min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / max(1, n_batches))))
         decide("epochs", n, f"about {AUTO_EPOCH_STEPS:,} optimiser steps at {n_batches:,} per epoch "
                f"(between {AUTO_EPOCHS_MIN} and {AUTO_EPOCHS_MAX})")
     return p, out
+
+
+def _rich_input_optimizer(p: dict, profile: DataProfile) -> tuple[str, str]:
+    """(value, reason) of input_optimizer on data-rich labels: SGD where the input has at least
+    WIDE_INPUT_RATIO features per training point (and a hidden layer, trained by Adam), else the
+    optimiser of the other layers."""
+    ratio = profile.n_features / max(1, profile.n_samples)
+    if not p["hidden_layer_sizes"] or p["optimizer"] != "adam":
+        return p["optimizer"], _same_optimizer_reason(p, False, "")
+    if ratio >= WIDE_INPUT_RATIO:
+        return "sgd", (f"{profile.n_features:,} features for {profile.n_samples:,} points ({ratio:.1f} per point, >= "
+                       f"{WIDE_INPUT_RATIO:g}): Adam moves a rarely or weakly weighted feature's row as far as any "
+                       "other's, and the network memorises through them; SGD moves a row by its features' values "
+                       "(+0.015 P@1 on debian-packages-text, +0.009 on rcv1sub1)")
+    return "adam", (f"{ratio:.2f} features per point (< {WIDE_INPUT_RATIO:g}): each feature's row is seen often "
+                    "enough for Adam's per-weight steps (SGD cost 0.007 to 0.04 P@1 on the Mulan sets)")
+
+
+def _same_optimizer_reason(p: dict, tail: bool, med: str) -> str:
+    if not p["hidden_layer_sizes"]:
+        return "no hidden layer: the first layer is the output layer"
+    if p["optimizer"] != "adam":
+        return f"as optimizer ({p['optimizer']})"
+    if tail:
+        return (f"{med}: a rare label's few points must move their features' rows all the way (SGD cost "
+                "0.13 P@1 on a debian-package-search tail)")
+    return "as optimizer"
 
 
 def _rich_smoothing(p: dict, profile: DataProfile, med: str) -> tuple[float, str]:
@@ -245,4 +294,5 @@ def report(profile: DataProfile, choices: list[Choice]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DataProfile", "Choice", "resolve", "resolve_schedule", "describe", "report", "auto_hidden", "state_bytes", "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT"]
+__all__ = ["DataProfile", "Choice", "resolve", "resolve_schedule", "describe", "report", "auto_hidden", "state_bytes",
+           "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT", "WIDE_INPUT_RATIO", "INPUT_SGD_LEARNING_RATE"]

@@ -23,7 +23,7 @@ import numpy as np
 from . import model_checks
 from .errors import DataFormatError
 from .lsh import INSERTIONS, RebuildSchedule, rebuild_tables
-from .network import lsh_spec, make_grad, make_lsh, make_net, make_work
+from .network import input_optimizer, lsh_spec, make_grad, make_lsh, make_net, make_work
 from .recipe import Choice, DataProfile
 from .training import Progress
 
@@ -109,7 +109,8 @@ class TrainState:
             config, _ = resolve_schedule(config, specs, [])
         n_threads = resolve_n_jobs(config["n_jobs"])
         net = make_net(specs, Ws, bs, config["optimizer"], config["dropout"], config["input_dropout"],
-                       prefault_moments=optimizer_state, label_smoothing=config["label_smoothing"])
+                       prefault_moments=optimizer_state, label_smoothing=config["label_smoothing"],
+                       input_optimizer=input_optimizer(config)[0])
         lsh, hps = make_lsh(specs, seed, label_order)
         any_lsh = any(s.lsh for s in specs)
         schedule = (RebuildSchedule(config["rebuild_first"], config["rebuild_growth"], config["rebuild_max_interval"])
@@ -176,10 +177,18 @@ class TrainState:
     def _array_slots(self):
         """(name, per-layer arrays) of everything stored besides weights and biases."""
         slots = []
-        if self.config["optimizer"] == "adam":
+        if "adam" in (self.config["optimizer"], input_optimizer(self.config)[0]):
             slots += [(n, getattr(self.net, n).arrays) for n in _ADAM_ARRAYS]
         slots += [("buckets", self.lsh.buckets.arrays), ("fill", self.lsh.fill.arrays)]
         return slots
+
+    def _stored(self, name: str, l: int, moments: bool) -> bool:
+        """Whether array ``name`` of layer ``l`` goes into a model file (Adam moments: with
+        ``moments``, and not the first layer's weight moments under input_optimizer='sgd', which
+        do not exist; tables: of LSH layers)."""
+        if name in _ADAM_ARRAYS:
+            return moments and getattr(self.net, name).arrays[l].size > 0
+        return self.specs[l].lsh
 
     def to_arrays(self) -> tuple[dict, dict]:
         """(arrays, JSON-able metadata): the whole state, nothing pickled."""
@@ -187,7 +196,7 @@ class TrainState:
         for l in range(len(self.specs)):
             arrays[f"W{l}"], arrays[f"b{l}"] = self.net.W.arrays[l], self.net.b.arrays[l]
             for name, per_layer in self._array_slots():
-                if (name in _ADAM_ARRAYS and self.optimizer_state) or (name not in _ADAM_ARRAYS and self.specs[l].lsh):
+                if self._stored(name, l, self.optimizer_state):
                     arrays[f"{name}{l}"] = per_layer[l]
         meta = {
             "resolved_params": _listed(self.config),
@@ -245,7 +254,7 @@ class TrainState:
         state.optimizer_state = keep
         for name, per_layer in state._array_slots():
             for l in range(n_layers):
-                if (name not in _ADAM_ARRAYS and not specs[l].lsh) or (name in _ADAM_ARRAYS and not keep):
+                if not state._stored(name, l, keep):
                     continue
                 dst = per_layer[l]
                 src = model_checks.array(arrays, f"{name}{l}", dst.shape, dst.dtype, where,

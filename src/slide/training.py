@@ -25,6 +25,7 @@ from .errors import DataFormatError, ParameterError, TrainingError
 from .kernels import train as K
 from .kernels.optim import ADAM, SGD
 from .kernels.timer import cycles_per_second
+from .network import input_optimizer
 
 log = logging.getLogger("slide")
 
@@ -147,22 +148,32 @@ def compiled(kernel, *args):
     return kernel.compile(tuple(typeof(a) for a in args))
 
 
+_OPT = {"adam": ADAM, "sgd": SGD}
+
+
 def optimizer_step(state, p: dict, n_rows: int, apply=None) -> None:
     """Advance the global step and run the optimiser pass for the last batch (``apply``: the
-    compiled :func:`slide.kernels.train.apply_batch`, see :func:`compiled`)."""
+    compiled :func:`slide.kernels.train.apply_batch`, see :func:`compiled`). The first layer's
+    weights take their own optimiser and step size (:func:`slide.network.input_optimizer`)."""
     state.step += 1
-    lr = p["learning_rate"]
+    decay = 1.0
     if p["lr_schedule"] == "linear":
-        lr *= max(0.0, 1.0 - (state.step - 1) / state.total_steps)
-    if p["optimizer"] == "adam":
+        decay = max(0.0, 1.0 - (state.step - 1) / state.total_steps)
+    in_opt, in_lr = input_optimizer(p)
+    lr, in_lr = p["learning_rate"] * decay, in_lr * decay
+    b1 = b2 = eps = 0.0
+    if "adam" in (p["optimizer"], in_opt):
         # the kernel decays the moments with float32 betas: correct for exactly those
         b1, b2 = float(np.float32(p["beta1"])), float(np.float32(p["beta2"]))
         bc1, bc2 = 1.0 - b1 ** state.step, 1.0 - b2 ** state.step
-        # bias corrections folded into the step size and epsilon (see kernels.optim.step_row)
-        opt, lr, eps = ADAM, lr * math.sqrt(bc2) / bc1, p["adam_epsilon"] * math.sqrt(bc2)
-    else:
-        opt, b1, b2, eps = SGD, 0.0, 0.0, 0.0
-    (apply or K.apply_batch)(state.net, state.work, state.grad, n_rows, state.n_threads, opt, lr, b1, b2, eps)
+        # bias corrections folded into the step sizes and epsilon (see kernels.optim.step_row)
+        eps = p["adam_epsilon"] * math.sqrt(bc2)
+        if p["optimizer"] == "adam":
+            lr = lr * math.sqrt(bc2) / bc1
+        if in_opt == "adam":
+            in_lr = in_lr * math.sqrt(bc2) / bc1
+    (apply or K.apply_batch)(state.net, state.work, state.grad, n_rows, state.n_threads, _OPT[p["optimizer"]], lr,
+                             b1, b2, eps, _OPT[in_opt], in_lr)
 
 
 def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Checkpointing | None = None,
@@ -197,7 +208,7 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
     train_batch = compiled(K.train_batch, state.net, state.lsh, state.work, state.grad, X.indptr, X.indices, X.data,
                            Y.indptr, Y.indices, trainable[:0], 0, 0, seed, state.step, n_threads, losses, timers)
     apply_batch = compiled(K.apply_batch, state.net, state.work, state.grad, 0, n_threads,
-                           ADAM if p["optimizer"] == "adam" else SGD, 0.0, 0.0, 0.0, 0.0)
+                           _OPT[p["optimizer"]], 0.0, 0.0, 0.0, 0.0, _OPT[input_optimizer(p)[0]], 0.0)
     try:
         while progress.epoch < progress.n_epochs:
             if group is None:

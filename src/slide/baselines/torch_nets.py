@@ -10,8 +10,10 @@ the same learning-rate schedule over the planned steps, the same batch size and 
 epoch rule. As in SLIDE the batch loss is the *sum* over its samples (not the mean), so Adam's
 epsilon and the SGD step size mean the same in both. The first layer is an ``EmbeddingBag``
 with per-sample weights whose gradient is sparse, updated by ``SparseAdam`` (lazy Adam on the
-touched rows, as SLIDE does); with every output neuron active the output layer's gradient is
-dense, so it gets ordinary Adam.
+touched rows, as SLIDE does) or, where the recipe or the user says ``input_optimizer='sgd'``,
+by SGD at ``input_learning_rate`` (its biases stay with the other layers' optimiser, as in
+SLIDE); with every output neuron active the output layer's gradient is dense, so it gets
+ordinary Adam.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..config import PARAM_BY_NAME, Param, validate_value
 from ..data_checks import check_eval_set, check_k, check_X, check_Y
 from ..errors import NotFittedError, ParameterError, TrainingError
 from ..metrics import evaluate
-from ..network import LayerSpec, init_weights
+from ..network import LayerSpec, init_weights, input_optimizer
 from ..estimator import resolve_n_jobs
 from ..centroids import init_output_centroids
 from ..recipe import DataProfile, resolve
@@ -39,8 +41,8 @@ from ..training import check_callbacks, resolve_seed
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init",
           "centroid_scale",
-          "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "beta1", "beta2",
-          "adam_epsilon", "n_jobs", "random_state", "verbose")
+          "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "input_optimizer",
+          "input_learning_rate", "beta1", "beta2", "adam_epsilon", "n_jobs", "random_state", "verbose")
 
 SAMPLED_PARAMS = (
     Param("n_negatives", 1024, "int", "sampled softmax: negatives drawn per batch (shared by its samples)",
@@ -124,8 +126,9 @@ class DenseClassifier:
     def __init__(self, *, hidden_layer_sizes="auto", dropout="auto", input_dropout="auto", label_smoothing="auto",
                  init_scale=1.0,
                  output_init="auto", centroid_scale=10.0, normalize="l2", epochs="auto", batch_size=128,
-                 learning_rate=3e-3, lr_schedule="auto", optimizer="adam", beta1=0.9, beta2=0.999,
-                 adam_epsilon=1e-8, n_jobs=None, random_state=None, verbose=0):
+                 learning_rate=3e-3, lr_schedule="auto", optimizer="adam", input_optimizer="auto",
+                 input_learning_rate="auto", beta1=0.9, beta2=0.999, adam_epsilon=1e-8, n_jobs=None,
+                 random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.input_dropout = input_dropout
@@ -139,6 +142,8 @@ class DenseClassifier:
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
         self.optimizer = optimizer
+        self.input_optimizer = input_optimizer
+        self.input_learning_rate = input_learning_rate
         self.beta1 = beta1
         self.beta2 = beta2
         self.adam_epsilon = adam_epsilon
@@ -223,12 +228,10 @@ class DenseClassifier:
                 for bi in range(n_batches):
                     rows = order[bi * bsz:(bi + 1) * bsz]
                     step += 1
-                    lr = p["learning_rate"]
-                    if p["lr_schedule"] == "linear":
-                        lr *= max(0.0, 1.0 - (step - 1) / total)
+                    decay = max(0.0, 1.0 - (step - 1) / total) if p["lr_schedule"] == "linear" else 1.0
                     for o in opts:
                         for g in o.param_groups:
-                            g["lr"] = lr
+                            g["lr"] = g["base_lr"] * decay
                     loss = self._batch_loss(X, Y, rows, p, rng)
                     for o in opts:
                         o.zero_grad(set_to_none=True)
@@ -274,13 +277,29 @@ class DenseClassifier:
         pass
 
     def _optimizers(self, p):
+        """The optimisers, each param group with its ``base_lr`` (the schedule scales it): the
+        first layer's weights by input_optimizer at input_learning_rate, the rest by optimizer."""
         net = self.network_
-        sparse = [net.first.weight] + ([net.out_weight, net.out_bias] if net.sparse_output else [])
-        dense = [q for q in net.parameters() if all(q is not s for s in sparse)]
+        first = [net.first.weight]
+        sparse = [net.out_weight, net.out_bias] if net.sparse_output else []
+        dense = [q for q in net.parameters() if all(q is not s for s in first + sparse)]
+        kw = dict(betas=(p["beta1"], p["beta2"]), eps=p["adam_epsilon"])
+        in_opt, in_lr = input_optimizer(p)
+        if in_opt == p["optimizer"] and in_lr == p["learning_rate"]:
+            sparse, first = first + sparse, []
+        opts = []
         if p["optimizer"] == "sgd":
-            return [torch.optim.SGD(sparse + dense, lr=p["learning_rate"])]
-        kw = dict(lr=p["learning_rate"], betas=(p["beta1"], p["beta2"]), eps=p["adam_epsilon"])
-        return [torch.optim.SparseAdam(sparse, **kw), torch.optim.Adam(dense, **kw)]
+            opts.append(torch.optim.SGD(sparse + dense, lr=p["learning_rate"]))
+        else:
+            opts += [torch.optim.SparseAdam(sparse, lr=p["learning_rate"], **kw)] if sparse else []
+            opts.append(torch.optim.Adam(dense, lr=p["learning_rate"], **kw))
+        if first:
+            opts.append(torch.optim.SGD(first, lr=in_lr) if in_opt == "sgd" else
+                        torch.optim.SparseAdam(first, lr=in_lr, **kw))
+        for o in opts:
+            for g in o.param_groups:
+                g["base_lr"] = g["lr"]
+        return opts
 
     @staticmethod
     def _targets(Y, rows):

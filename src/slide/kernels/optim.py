@@ -174,10 +174,11 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
+def update_input_major(net, work, grad, n_batch, n_threads, opt_w, lr_w, opt_b, lr_b, beta1, beta2, eps):
     """Optimiser step of layer 0 (weights (n_features, n_out)): the input features present in
-    the batch (each thread groups the entries (sample, non-zero) of its features first, as
-    :func:`update_output_major`), and the biases of the neurons that were active."""
+    the batch by ``opt_w`` at ``lr_w`` (each thread groups the entries (sample, non-zero) of its
+    features first, as :func:`update_output_major`), and the biases of the neurons that were
+    active by ``opt_b`` at ``lr_b``."""
     W = net.W[0]
     b = net.b[0]
     mW, vW, mb, vb = net.mW[0], net.vW[0], net.mb[0], net.vb[0]
@@ -206,7 +207,7 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
             e0 = e1 - cnt[f]
             grad_row_input_major(g, n_out, delta0, ids0, n0, es, ek, e0, e1, x_val, dense_out=dense_out)
             cnt[f] = 0
-            step_row(W, f, g, mW, vW, n_out, opt, lr, beta1, beta2, eps)
+            step_row(W, f, g, mW, vW, n_out, opt_w, lr_w, beta1, beta2, eps)
     # biases: sum of the active neurons' deltas over the batch (serial: n_out is small)
     gb = grad.gb[0]
     mark = grad.bias_mark[0]
@@ -222,6 +223,6 @@ def update_input_major(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta
                 mark[j] = 1
     for j in range(n_out):
         if mark[j]:
-            step_scalar(b, j, gb[j], mb, vb, opt, lr, beta1, beta2, eps)
+            step_scalar(b, j, gb[j], mb, vb, opt_b, lr_b, beta1, beta2, eps)
             gb[j] = 0.0
             mark[j] = 0

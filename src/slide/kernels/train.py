@@ -357,13 +357,15 @@ def train_batch(net, lsh, work, grad, X_indptr, X_indices, X_data, Y_indptr, Y_i
 
 
 @njit(cache=True, fastmath=False)
-def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps):
-    """The optimiser pass of the ``n_batch`` samples of the last :func:`train_batch`. ``lr`` and
-    ``eps`` carry Adam's bias corrections (see :func:`slide.kernels.optim.step_row`); the
-    arithmetic is float32, so it vectorises 16 wide."""
+def apply_batch(net, work, grad, n_batch, n_threads, opt, lr, beta1, beta2, eps, input_opt, input_lr):
+    """The optimiser pass of the ``n_batch`` samples of the last :func:`train_batch`: the first
+    layer's weights by ``input_opt`` at ``input_lr``, every other weight and every bias by
+    ``opt`` at ``lr``. Adam's step sizes and ``eps`` carry its bias corrections (see
+    :func:`slide.kernels.optim.step_row`); the arithmetic is float32, so it vectorises 16 wide."""
     lr32, b1, b2, eps32 = np.float32(lr), np.float32(beta1), np.float32(beta2), np.float32(eps)
     for l in range(net.is_lsh.shape[0]):
         if l == 0:
-            update_input_major(net, work, grad, n_batch, n_threads, opt, lr32, b1, b2, eps32)
+            update_input_major(net, work, grad, n_batch, n_threads, input_opt, np.float32(input_lr), opt, lr32,
+                               b1, b2, eps32)
         else:
             update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr32, b1, b2, eps32)
