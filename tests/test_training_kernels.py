@@ -301,6 +301,33 @@ def test_gradients_with_every_neuron_active_match_finite_differences():
             assert grads[l][i, j] == pytest.approx(fd, rel=2e-3, abs=2e-5), (l, i, j)
 
 
+def test_a_grouping_left_by_a_batch_given_up_or_shared_is_not_reused():
+    """An output layer computed row by row leaves its entries grouped for the optimiser pass,
+    which reuses them only when they are exactly the batch it updates: a batch that never reached
+    its optimiser pass, or a data-parallel worker's share of the slots, is regrouped."""
+    X, Y = _problem()
+    params = dict(optimizer="sgd", learning_rate=0.01, batch_size=8, hidden_layer_sizes=(16,), lsh_layers="output",
+                  active_size=10, min_active=12, n_tables=4)
+    rows = np.array([3, 0, 7, 11, 5, 19, 2, 23], np.int64)
+    fresh, p = _setup(X, Y, **params)
+    _run_batch(fresh, p, X, Y, rows)
+    assert fresh.grad.grouped[-1] == 0 and not fresh.grad.count[-1].any()
+    given_up, p = _setup(X, Y, **params)
+    losses, timers = np.zeros(1), np.zeros((1, K.N_PHASES), np.uint64)
+    # another batch's forward and backward, its grouping left behind (no optimiser pass) ...
+    K.train_batch(given_up.net, given_up.lsh, given_up.work, given_up.grad, X.indptr, X.indices, X.data, Y.indptr,
+                  Y.indices, rows[::-1].copy(), 0, 0, np.uint64(7), 0, 1, losses, timers)
+    assert given_up.grad.grouped[-1] == rows.size
+    _run_batch(given_up, p, X, Y, rows)  # ... then the batch itself
+    for a, b in zip(fresh.net.W, given_up.net.W):
+        np.testing.assert_array_equal(a, b)
+    # a share of the slots (here the first half: slots [0, 4)) is grouped, not the batch of 8
+    share, _ = _setup(X, Y, **params)
+    K.train_batch(share.net, share.lsh, share.work, share.grad, X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+                  rows[4:].copy(), 4, 4, np.uint64(7), 0, 1, losses, timers)
+    assert share.grad.grouped[-1] == -1
+
+
 @pytest.mark.parametrize("by_rows", [True, False], ids=["output-by-rows", "per-sample"])
 def test_thread_count_does_not_change_the_result(by_rows, monkeypatch):
     """Samples only read weights, each row is updated by one thread in sample order, and the

@@ -313,7 +313,7 @@ def make_grad(specs: list[LayerSpec], batch_size: int, max_labels: int, max_nnz:
         gb.append(np.zeros(s.n_out if l == 0 else 0, np.float32))
         mark.append(np.zeros(s.n_out if l == 0 else 0, np.uint8))
     return Grad(count=_tl(count), start=_tl(start), ent_s=_tl(ent_s), ent_k=_tl(ent_k),
-                gb=_tl(gb), bias_mark=_tl(mark))
+                gb=_tl(gb), bias_mark=_tl(mark), grouped=np.zeros(len(specs), i64))
 
 
 def _dummy_hp() -> HashParams:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .layers import FASTMATH, grad_row_input_major, grad_row_output_major
+from .state import ROW_BLOCKS
 
 ADAM, SGD = 0, 1
 
@@ -59,6 +60,27 @@ def step_scalar(b, j, g, mb, vb, opt, lr, beta1, beta2, eps):
 def _block(t, n_rows, n_threads):
     """Thread t's rows: [lo, hi)."""
     return t * n_rows // n_threads, (t + 1) * n_rows // n_threads
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def block_rows(t, n_out, n_threads):
+    """Thread t's rows of a layer grouped in the ROW_BLOCKS fixed blocks: whole blocks."""
+    b0, b1 = t * ROW_BLOCKS // n_threads, (t + 1) * ROW_BLOCKS // n_threads
+    return b0 * n_out // ROW_BLOCKS, b1 * n_out // ROW_BLOCKS
+
+
+@njit(cache=True, fastmath=False)
+def set_grouped(grouped, l, n):
+    """grouped[l] = n (a called function: a parallel region drops a named tuple's direct stores)."""
+    grouped[l] = n
+
+
+@njit(cache=True, fastmath=False)
+def ungroup(grad, l):
+    """Zero layer l's row counts left by a grouping that will not be used (grad.grouped[l] != 0:
+    a data-parallel worker's share, or a batch given up before its optimiser pass)."""
+    grad.count[l][:] = 0
+    set_grouped(grad.grouped, l, 0)
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -127,8 +149,10 @@ def _offsets(per_thread):
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, beta2, eps):
     """Optimiser step of layer l >= 1 (weights (n_out, n_in)). In an LSH layer each thread first
-    groups the entries (sample, active position) of its rows by row; a dense layer touches every
-    row with every sample of the batch."""
+    groups the entries (sample, active position) of its rows by row, unless the batch's forward
+    pass left exactly these entries grouped (an output layer computed row by row: threads then
+    take the same fixed blocks of rows, and the entries sit in the same sample order); a dense
+    layer touches every row with every sample of the batch. Leaves the row counts at zero."""
     W = net.W[l]
     b = net.b[l]
     mW, vW, mb, vb = net.mW[l], net.vW[l], net.mb[l], net.vb[l]
@@ -143,15 +167,18 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
     x_n = work.n_active[:, l - 1]
     ids_l = work.act_ids[l]
     n_l = work.n_active[:, l]
+    reuse = grad.grouped[l] == n_batch
+    if not dense_out and not reuse and grad.grouped[l] != 0:
+        ungroup(grad, l)
     first = np.zeros(n_threads, np.int64)
-    if not dense_out:
+    if not dense_out and not reuse:
         for t in prange(n_threads):  # count the entries of the thread's rows
             lo, hi = _block(t, n_out, n_threads)
             first[t] = count_entries(ids_l, n_l, 0, n_batch, cnt, lo, hi)
         first = _offsets(first)
     for t in prange(n_threads):
-        lo, hi = _block(t, n_out, n_threads)
-        if not dense_out:  # place them, in sample order, in the thread's range of ent_*
+        lo, hi = block_rows(t, n_out, n_threads) if reuse else _block(t, n_out, n_threads)
+        if not dense_out and not reuse:  # place them, in sample order, in the thread's range of ent_*
             place_entries(ids_l, n_l, 0, n_batch, cnt, start, es, ek, lo, hi, first[t])
         # a gradient row of the thread's own (a fresh array: the compiler then knows it
         # aliases no input, and the accumulation vectorises)
@@ -171,6 +198,8 @@ def update_output_major(net, work, grad, l, n_batch, n_threads, opt, lr, beta1, 
                                           in_dense=in_dense, dense_out=dense_out)
             step_row(W, j, g, mW, vW, n_in, opt, lr, beta1, beta2, eps)
             step_scalar(b, j, gbias, mb, vb, opt, lr, beta1, beta2, eps)
+    if reuse:
+        set_grouped(grad.grouped, l, 0)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)

@@ -98,3 +98,8 @@ class Grad(NamedTuple):
     ent_k: list  # int64 (max entries,) per layer: position (active index / input non-zero)
     gb: list  # float32 (n_out,) per layer: bias gradient
     bias_mark: list  # uint8 (n_out,) per layer
+    # int64 (n_layers,): an LSH output layer computed row by row leaves the batch's entries grouped
+    # (train.forward_output_rows, rows split into the fixed blocks); grouped[l] = n > 0 when they
+    # are batch slots [0, n), which the optimiser pass then reuses, -1 when they are another
+    # range of slots (a data-parallel worker's share), 0 when count[l] is all zeros
+    grouped: np.ndarray

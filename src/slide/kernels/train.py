@@ -15,7 +15,8 @@ from numba import njit, prange
 from .hashing import codes_to_keys, hash_dense, hash_sparse
 from .layers import (FASTMATH, backward_input, correct_padding, dropout_layer, forward_layer, load_input,
                      softmax_loss)
-from .optim import _offsets, count_entries, place_entries, row_groups, update_input_major, update_output_major
+from .optim import (_offsets, block_rows, count_entries, place_entries, row_groups, set_grouped, ungroup,
+                    update_input_major, update_output_major)
 from .rng import stream_seed
 from .state import ROW_BLOCKS
 from .tables import UNIFORM, log_uniform_sequence, pad_from_sequence, pad_random, select_active
@@ -189,13 +190,6 @@ def backward_sample(net, lsh, work, s, t, x0, lab):
     return loss
 
 
-@njit(cache=True, fastmath=False, inline="always")
-def _block_rows(t, n_out, n_threads):
-    """Thread t's rows: whole blocks of the ROW_BLOCKS fixed blocks of the layer."""
-    b0, b1 = t * ROW_BLOCKS // n_threads, (t + 1) * ROW_BLOCKS // n_threads
-    return b0 * n_out // ROW_BLOCKS, b1 * n_out // ROW_BLOCKS
-
-
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     """The forward rule of LSH layer ``l`` (dense input h, the last hidden layer's activations)
@@ -205,8 +199,9 @@ def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     output layer does not fit in cache, so per sample every row is a fresh read from memory; here
     each thread groups the entries of its rows (the optimiser pass's counting sort,
     :mod:`slide.kernels.optim`, in the same arrays) and reads each row once for all its samples,
-    whose h stay in cache. The grouping stays for :func:`backward_output_rows`, which clears it.
-    Each logit is one dot product, so the result does not depend on the thread count."""
+    whose h stay in cache. The grouping stays for :func:`backward_output_rows` and, when these
+    slots are the whole batch, for the optimiser pass (``grad.grouped``), which clears it. Each
+    logit is one dot product, so the result does not depend on the thread count."""
     W = net.W[l]
     b = net.b[l]
     n_in = W.shape[1]
@@ -217,16 +212,18 @@ def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     h = work.act[l - 1]
     z = work.act[l]
     s1 = slot0 + n_batch
+    if grad.grouped[l] != 0:  # a grouping no optimiser pass consumed (a batch given up)
+        ungroup(grad, l)
     first = np.zeros(n_threads, np.int64)
     for t in prange(n_threads):
         c0 = cycles()
-        lo, hi = _block_rows(t, n_out, n_threads)
+        lo, hi = block_rows(t, n_out, n_threads)
         first[t] = count_entries(ids, n_l, slot0, s1, cnt, lo, hi)
         timers[t, PH_FORWARD] += cycles() - c0
     first = _offsets(first)
     for t in prange(n_threads):
         c0 = cycles()
-        lo, hi = _block_rows(t, n_out, n_threads)
+        lo, hi = block_rows(t, n_out, n_threads)
         place_entries(ids, n_l, slot0, s1, cnt, start, es, ek, lo, hi, first[t])
         for j in range(lo, hi):
             if cnt[j] == 0:
@@ -240,6 +237,7 @@ def forward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
                     acc += W[j, i] * h[s, i]
                 z[s, ek[e]] = acc + bj
         timers[t, PH_FORWARD] += cycles() - c0
+    set_grouped(grad.grouped, l, n_batch if slot0 == 0 else -1)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -248,7 +246,8 @@ def backward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
     hidden delta of sample s is sum over its entries (s, a) of delta[s, a] W(j, :), gated by
     the ReLU (and dropout scale) of h_s, into work.delta[l - 1][s]. Each thread adds its rows'
     terms into one partial sum per (fixed row block, sample), rows in index order and entries in
-    sample order; the samples then add their blocks' sums in block order. Clears the grouping."""
+    sample order; the samples then add their blocks' sums in block order. Leaves the grouping
+    for the optimiser pass."""
     W = net.W[l]
     n_in = W.shape[1]
     n_out = W.shape[0]
@@ -276,7 +275,6 @@ def backward_output_rows(net, work, grad, l, slot0, n_batch, n_threads, timers):
                     else:
                         for i in range(n_in):
                             part[blk, s, i] += d * W[j, i]
-                cnt[j] = 0
         timers[t, PH_BACKWARD] += cycles() - c0
     h = work.act[l - 1]
     prev = work.delta[l - 1]
