@@ -22,6 +22,9 @@ parameter not named at the recipe's value, as ``benchmarks/study.py`` runs them)
   ``slide:beta2=0.99``, ``slide:hidden_layer_sizes=/+epochs=20``,
   ``slide:input_optimizer=adam+input_dropout=0.1`` (the first layer as before the wide-input rule).
 
+``--train_fraction F`` trains on a random F of the training points (the same points for every
+variant and seed), the test split unchanged.
+
 Writes ``benchmarks/results/rich_gap.json``; ``benchmarks/RESULTS.md`` section 11 has the table.
 """
 
@@ -186,15 +189,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated random_state values; several print their mean "
                     "(a small test split's P@1 moves by +-0.01 from seed to seed)")
     ap.add_argument("--cache", default=os.path.join(HERE, "results", "study-cache"), help="TF-IDF cache (study.py's)")
+    ap.add_argument("--train_fraction", type=float, default=1.0,
+                    help="train on this random fraction of the training points (default 1: all)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "rich_gap.json"))
     args = ap.parse_args(argv)
+    if not 0 < args.train_fraction <= 1:
+        ap.error(f"--train_fraction must be in (0, 1]; got {args.train_fraction}")
     records = []
     for name in args.datasets.split(","):
         data = load(name, args.cache)
+        if args.train_fraction < 1:
+            X, Y, Xt, Yt = data
+            n = X.shape[0]
+            keep = np.sort(np.random.default_rng(7).choice(n, int(args.train_fraction * n), replace=False))
+            data = X[keep], Y[keep], Xt, Yt
         for v in args.variants.split(","):
             runs = []
             for seed in [int(x) for x in args.seeds.split(",")]:
-                r = run(name, v, data, args.n_jobs, seed)
+                r = {**run(name, v, data, args.n_jobs, seed), "train_fraction": args.train_fraction}
                 print(f"{name:22s} {v:12s} seed {seed} P@1 {r['P@1']:.4f} P@5 {r['P@5']:.4f} {r['train_seconds']:.0f} s",
                       flush=True)
                 runs.append(r)

@@ -107,8 +107,10 @@ def test_defaults_learn_a_real_long_tail():
 def test_defaults_on_wide_text_input_train_the_first_layer_by_sgd():
     """debian-packages-text (24,076 package descriptions -> 594 debtags), TF-IDF of the text as the
     study featurises it: 7.3 features per training point, data-rich labels, so the recipe trains
-    the first layer by SGD (slide.recipe). Measured 0.8458 (seeds 0-2: 0.8458, 0.8524, 0.8457);
-    with Adam on the first layer, the defaults before, 0.8319; omikuji 0.8532, PECOS 0.8507."""
+    the first layer by SGD, for 4x the usual steps and without label smoothing (slide.recipe).
+    Measured 0.8545 (on the study's cached matrix, seeds 0-2: 0.8537, 0.8542, 0.8555); 0.8458 at
+    the usual steps with smoothing, 0.8319 with Adam on the first layer; omikuji 0.8532 to 0.8579
+    run to run, PECOS 0.8507."""
     import gzip
     import json
 
@@ -129,9 +131,9 @@ def test_defaults_on_wide_text_input_train_the_first_layer_by_sgd():
     X, Xt = vec.fit_transform(tr), vec.transform(te)
     clf = slide.SlideClassifier(random_state=0).fit(X, ytr)
     chosen = {c.name: c.value for c in clf.recipe_}
-    assert (chosen["input_optimizer"], chosen["input_dropout"]) == ("sgd", 0.0)
+    assert (chosen["input_optimizer"], chosen["input_dropout"], chosen["label_smoothing"]) == ("sgd", 0.0, 0.0)
     ids = {t: i for i, t in enumerate(clf.classes_)}  # a test tag never seen in training is dropped
     top = np.vectorize(ids.__getitem__)(clf.predict_topk(Xt, k=5)[0])
     res = evaluate([[ids[t] for t in ts if t in ids] for ts in yte], top)
     print({k: round(v, 4) for k, v in res.items()})
-    assert res["P@1"] >= 0.84
+    assert res["P@1"] >= 0.85

@@ -13,8 +13,8 @@ from slide.centroids import init_output_centroids
 from slide.datasets import make_extreme
 from slide.kernels.centroids import add_label_sums, first_layer_rows
 from slide.metrics import precision_at_k
-from slide.recipe import (INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING, SMOOTHING_MAX_MEDIAN,
-                          TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
+from slide.recipe import (AUTO_EPOCH_STEPS, AUTO_EPOCHS_MAX, INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING,
+                          SGD_INPUT_STEP_FACTOR, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
 from slide.config import DEFAULTS, validate_params
 
 
@@ -158,6 +158,30 @@ def test_the_first_layer_runs_sgd_on_a_wide_input_with_data_rich_labels(median, 
     assert q["input_optimizer"] == "adam" and q["input_learning_rate"] == q["learning_rate"]
     q, _ = resolve(validate_params({**DEFAULTS, "input_learning_rate": 0.7}), _wide(median, n_features), 100)
     assert q["input_learning_rate"] == 0.7
+
+
+def test_a_first_layer_learning_by_sgd_trains_longer_without_smoothing():
+    """debian-packages-text's shape: 189 batches per epoch, 4x the steps; a tiny set hits 4x the cap."""
+    p, choices = resolve(validate_params(DEFAULTS), _wide(26, 7_300), n_batches=189)
+    assert p["input_optimizer"] == "sgd" and p["label_smoothing"] == 0.0
+    assert p["epochs"] == round(SGD_INPUT_STEP_FACTOR * AUTO_EPOCH_STEPS / 189) == 25
+    reasons = {c.name: c.reason for c in choices}
+    assert "first layer learns by SGD" in reasons["label_smoothing"] and "4x the usual" in reasons["epochs"]
+    p, _ = resolve(validate_params(DEFAULTS), _wide(26, 7_300), n_batches=2)
+    assert p["epochs"] == SGD_INPUT_STEP_FACTOR * AUTO_EPOCHS_MAX
+    # the same data with Adam in the first layer keeps the usual steps and smoothing
+    p, _ = resolve(validate_params({**DEFAULTS, "input_optimizer": "adam"}), _wide(26, 7_300), n_batches=189)
+    assert p["epochs"] == round(AUTO_EPOCH_STEPS / 189) and p["label_smoothing"] == RICH_LABEL_SMOOTHING
+    # an LSH output layer (delicious-200k's shape: 205,443 labels) keeps the usual steps
+    wide_lsh = DataProfile(n_samples=19_661, n_features=782_585, n_labels=205_443, n_labels_seen=205_443,
+                           labels_per_sample=75.0, points_per_label=7.0, median_points_per_label=1.0,
+                           nnz_per_sample=301.0, top_label_share=0.3)
+    p, choices = resolve(validate_params(DEFAULTS), wide_lsh, n_batches=154)
+    assert p["input_optimizer"] == "sgd" and p["epochs"] == round(AUTO_EPOCH_STEPS / 154)
+    assert "an LSH output layer" in {c.name: c.reason for c in choices}["epochs"]
+    # what the user set stays
+    p, _ = resolve(validate_params({**DEFAULTS, "epochs": 3, "label_smoothing": 0.2}), _wide(26, 7_300), 189)
+    assert (p["epochs"], p["label_smoothing"]) == (3, 0.2)
 
 
 def test_the_first_layer_follows_optimizer_without_a_hidden_layer_or_under_sgd():

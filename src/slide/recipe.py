@@ -22,7 +22,8 @@ input (at least :data:`WIDE_INPUT_RATIO` features per training point, as TF-IDF 
 first layer learns by SGD: Adam's per-weight steps move a rarely or weakly weighted feature's row
 as far as any other's and the network memorises through them, where SGD moves a row by its
 features' values (+0.014 P@1 on debian-packages-text; on a long tail the rare terms *are* the
-signal, and Adam stays). A parameter the user sets is
+signal, and Adam stays); such a first layer learns slowly, and trains for four times the usual
+steps, without label smoothing (+0.007 more). A parameter the user sets is
 never changed; :func:`resolve` returns the decided values and one line of reason
 for each, which ``slide train`` prints and ``fit`` keeps in ``recipe_``.
 """
@@ -61,6 +62,11 @@ WIDE_STATE_BUDGET = 6 << 30
 # WIDE_INPUT_RATIO features per training point, at step INPUT_SGD_LEARNING_RATE (benchmarks/RESULTS.md
 # section 11, "The first layer's optimiser")
 WIDE_INPUT_RATIO, INPUT_SGD_LEARNING_RATE = 2.0, 3.0
+# epochs='auto' where the first layer learns by SGD beside Adam and the output layer is dense:
+# SGD_INPUT_STEP_FACTOR times the steps (and the epoch cap), and no label smoothing under SGD. SGD moves a rarely seen feature's row by its
+# small gradients alone, so the first layer is still learning when ~1,200 steps end, and it is
+# regularised enough that smoothing only holds the output back (benchmarks/RESULTS.md section 11)
+SGD_INPUT_STEP_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
                    "frequent labels must stay above the rare ones")
         decide("dropout", RICH_DROPOUT, f"{why}: the network would over-fit, so the hidden layer is regularised")
         decide("input_optimizer", *_rich_input_optimizer(p, profile))
-        if p["input_optimizer"] == "sgd" and p["optimizer"] == "adam":
+        if _sgd_input(p):
             decide("input_dropout", 0.0, "the first layer learns by SGD, where each row moves only by the evidence "
                    "of its features: dropping some of it cost 0.006 P@1 on debian-packages-text")
         decide("input_dropout", RICH_INPUT_DROPOUT, f"{why}: a label is learnt from partial inputs too")
@@ -200,17 +206,43 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
     # (the tail branch and a network without a hidden layer train the first layer as every other)
     decide("input_optimizer", p["optimizer"], _same_optimizer_reason(p, tail, med))
     if p["input_learning_rate"] == "auto":
-        if p["input_optimizer"] == "sgd" and p["optimizer"] == "adam":
+        if _sgd_input(p):
             decide("input_learning_rate", INPUT_SGD_LEARNING_RATE, "SGD's step for rows of unit-norm inputs beside "
                    "Adam (1 to 10 measured within 0.0015 P@1 on debian-packages-text)")
         else:
             decide("input_learning_rate", p["learning_rate"], "learning_rate: the first layer runs the same "
                    "optimiser as the others")
     if p["epochs"] == "auto":
-        n = min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_STEPS / max(1, n_batches))))
-        decide("epochs", n, f"about {AUTO_EPOCH_STEPS:,} optimiser steps at {n_batches:,} per epoch "
-               f"(between {AUTO_EPOCHS_MIN} and {AUTO_EPOCHS_MAX})")
+        decide("epochs", *_auto_epochs(p, profile, n_batches))
     return p, out
+
+
+def _sgd_input(p: dict) -> bool:
+    """Whether the first layer (of a network with a hidden layer) learns by SGD beside Adam."""
+    return bool(p["hidden_layer_sizes"]) and p["input_optimizer"] == "sgd" and p["optimizer"] == "adam"
+
+
+def _lsh_output(p: dict, profile: DataProfile) -> bool:
+    """Whether the output layer will use LSH (the dense baseline has no lsh_layers: it takes
+    SlideClassifier's default, as for every value)."""
+    return resolve_specs({"lsh_layers": "auto", **p}, profile.n_features, profile.n_labels)[-1].lsh
+
+
+def _auto_epochs(p: dict, profile: DataProfile, n_batches: int) -> tuple[int, str]:
+    """(value, reason) of epochs='auto': about AUTO_EPOCH_STEPS optimiser steps, SGD_INPUT_STEP_FACTOR
+    times that (and the cap) where the first layer learns by SGD beside Adam and the output layer is
+    dense, the setting where it was measured to help."""
+    f = SGD_INPUT_STEP_FACTOR if _sgd_input(p) and not _lsh_output(p, profile) else 1
+    steps, cap = f * AUTO_EPOCH_STEPS, f * AUTO_EPOCHS_MAX
+    n = min(cap, max(AUTO_EPOCHS_MIN, round(steps / max(1, n_batches))))
+    why = f"about {steps:,} optimiser steps at {n_batches:,} per epoch (between {AUTO_EPOCHS_MIN} and {cap})"
+    if f > 1:
+        why += (f": {f}x the usual, as the first layer's SGD learns a rarely seen feature's row slowly "
+                "(+0.005 P@1 on debian-packages-text, +0.008 on rcv1sub1)")
+    elif _sgd_input(p):
+        why += (": an LSH output layer does not gain from the longer training a first layer by SGD wants "
+                "beside a dense one (4x cost 0.008 P@5 on the delicious-200k preset, at 3.3x the time)")
+    return n, why
 
 
 def _rich_input_optimizer(p: dict, profile: DataProfile) -> tuple[str, str]:
@@ -245,13 +277,15 @@ def _rich_smoothing(p: dict, profile: DataProfile, med: str) -> tuple[float, str
     have dozens of points (median in [TAIL_MEDIAN_POINTS, SMOOTHING_MAX_MEDIAN)) and the output
     layer is dense, the only setting where it was measured to help; else 0."""
     m = profile.median_points_per_label
+    if _sgd_input(p):
+        return 0.0, ("the first layer learns by SGD, which regularises it: smoothing on top cost 0.010 P@1 on "
+                     "debian-packages-text at the same steps")
     if m < TAIL_MEDIAN_POINTS:
         return 0.0, (f"{profile.labels_per_sample:.1f} labels per point: smoothing spreads the target further "
                      "over the rare labels (0.3 cost 0.010 P@1 and 0.024 P@5 on the delicious-200k preset)")
     if m >= SMOOTHING_MAX_MEDIAN:
         return 0.0, f"{med} (>= {SMOOTHING_MAX_MEDIAN}): no need to soften it (0.3 cost 0.015 P@1 on tmc2007-500)"
-    # (the dense baseline has no lsh_layers: it takes SlideClassifier's default, as for every value)
-    if resolve_specs({"lsh_layers": "auto", **p}, profile.n_features, profile.n_labels)[-1].lsh:
+    if _lsh_output(p, profile):
         return 0.0, "an LSH output layer: smoothing over its sampled active set is not measured to help"
     return RICH_LABEL_SMOOTHING, (f"{med} (< {SMOOTHING_MAX_MEDIAN}): a softer target keeps each row from "
                                   "over-fitting its dozens of points (+0.009 P@1 on stackex-cooking, +0.007 on "
@@ -295,4 +329,5 @@ def report(profile: DataProfile, choices: list[Choice]) -> str:
 
 
 __all__ = ["DataProfile", "Choice", "resolve", "resolve_schedule", "describe", "report", "auto_hidden", "state_bytes",
-           "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT", "WIDE_INPUT_RATIO", "INPUT_SGD_LEARNING_RATE"]
+           "TAIL_MEDIAN_POINTS", "TAIL_MAX_LABELS_PER_POINT", "WIDE_INPUT_RATIO", "INPUT_SGD_LEARNING_RATE",
+           "SGD_INPUT_STEP_FACTOR"]
