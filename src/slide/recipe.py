@@ -279,7 +279,7 @@ def _rich_smoothing(p: dict, profile: DataProfile, med: str) -> tuple[float, str
     m = profile.median_points_per_label
     if _sgd_input(p):
         return 0.0, ("the first layer learns by SGD, which regularises it: smoothing on top cost 0.010 P@1 on "
-                     "debian-packages-text at the same steps")
+                     "debian-packages-text at 4x the usual steps")
     if m < TAIL_MEDIAN_POINTS:
         return 0.0, (f"{profile.labels_per_sample:.1f} labels per point: smoothing spreads the target further "
                      "over the rare labels (0.3 cost 0.010 P@1 and 0.024 P@5 on the delicious-200k preset)")
