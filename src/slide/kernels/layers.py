@@ -173,7 +173,10 @@ def correct_padding(z, ids, n_head, n_act, n_out, sampler, tries, log1mq):
             z[a] -= np.float32(np.log(-np.expm1(tries * log1mq[ids[a]])))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+# strict arithmetic: under FASTMATH its sums were re-associated differently when LLVM inlined it
+# into a freshly compiled caller than when the caller linked it from the cache, so a fit's result
+# depended on the kernel cache (tests/test_kernel_cache.py); strict, it costs nothing measurable
+@njit(cache=True, fastmath=False)
 def softmax_loss(net, work, s, n_act, lab):
     """Softmax over the ``n_act`` active logits of the output layer and cross-entropy against the
     target: the uniform distribution over the sample's labels ``lab``, with label smoothing eps
