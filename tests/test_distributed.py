@@ -102,6 +102,18 @@ def test_local_sgd_keeps_the_replicas_equal_after_each_average(tmp_path, one_pro
     assert ranks[0]["P@1"] >= one_process_p1[0] - 0.03
 
 
+@pytest.mark.parametrize("mode", ["sync", "local_sgd"])
+def test_a_first_layer_learnt_by_sgd_trains_the_same_on_every_replica(tmp_path, mode):
+    """input_optimizer='sgd' (the recipe's choice on wide text input) keeps no Adam moments for the
+    first layer: both modes run it, and the replicas end equal."""
+    params = {"random_state": 0, "n_jobs": 1, "hidden_layer_sizes": (16,), "lsh_layers": "none",
+              "input_optimizer": "sgd", "input_learning_rate": 1.0, "batch_size": 10, "epochs": 2,
+              "data_parallel": mode, "sync_every": 3}
+    ranks = _run_workers(tmp_path, 2, "fixed-nnz", params)
+    assert ranks[0]["weights_crc"] == ranks[1]["weights_crc"]
+    assert ranks[0]["report"]["mode"] == mode and ranks[0]["report"]["exchanges"] > 0
+
+
 def test_bytes_counted_are_the_records_gathered(tmp_path):
     """With rows of a fixed number of non-zeros and dense layers, every sample's record has one
     size, so the bytes an all-gather of each batch moves follow from the batch plan alone."""
