@@ -25,7 +25,7 @@ print("HASH", h.hexdigest())
 """
 
 
-def _fit_hash(cache_dir) -> tuple[str, str]:
+def _fit_hash(cache_dir) -> tuple[str, list[str]]:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
     out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -14,7 +14,8 @@ from slide.datasets import make_extreme
 from slide.kernels.centroids import add_label_sums, first_layer_rows
 from slide.metrics import precision_at_k
 from slide.recipe import (AUTO_EPOCH_STEPS, AUTO_EPOCHS_MAX, INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING,
-                          SGD_INPUT_STEP_FACTOR, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT, TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
+                          SGD_INPUT_STEP_FACTOR, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT,
+                          TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
 from slide.config import DEFAULTS, validate_params
 
 

@@ -63,9 +63,10 @@ WIDE_STATE_BUDGET = 6 << 30
 # section 11, "The first layer's optimiser")
 WIDE_INPUT_RATIO, INPUT_SGD_LEARNING_RATE = 2.0, 3.0
 # epochs='auto' where the first layer learns by SGD beside Adam and the output layer is dense:
-# SGD_INPUT_STEP_FACTOR times the steps (and the epoch cap), and no label smoothing under SGD. SGD moves a rarely seen feature's row by its
-# small gradients alone, so the first layer is still learning when ~1,200 steps end, and it is
-# regularised enough that smoothing only holds the output back (benchmarks/RESULTS.md section 11)
+# SGD_INPUT_STEP_FACTOR times the steps (and the epoch cap); and no label smoothing under SGD. SGD
+# moves a rarely seen feature's row by its small gradients alone, so the first layer is still
+# learning when ~1,200 steps end, and it is regularised enough that smoothing only holds the
+# output back (benchmarks/RESULTS.md section 11, "Longer, without smoothing")
 SGD_INPUT_STEP_FACTOR = 4
 
 
