@@ -155,8 +155,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                  simhash_density=1.0, doph_top=32, rebuild_first="auto", rebuild_growth=0.1,
                  rebuild_max_interval=250, epochs="auto", batch_size=128, learning_rate=3e-3,
                  lr_schedule="auto", optimizer="adam", input_optimizer="auto", input_learning_rate="auto",
-                 beta1=0.9, beta2=0.999, adam_epsilon=1e-8, data_parallel="auto", sync_every=8, predict_mode="exact", n_jobs=None, random_state=None,
-                 verbose=0):
+                 beta1=0.9, beta2=0.999, adam_epsilon=1e-8, data_parallel="auto", sync_every=8,
+                 predict_mode="exact", n_jobs=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lsh_layers = lsh_layers
         self.dropout = dropout

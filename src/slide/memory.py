@@ -32,7 +32,7 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
     for l, s in enumerate(specs):
         w = s.n_in * s.n_out * F32 + s.n_out * F32
         weights += w
-        optim += 2 * s.n_in * s.n_out * F32 * ((adam_in if l == 0 else adam)) + 2 * s.n_out * F32 * adam
+        optim += 2 * s.n_in * s.n_out * F32 * (adam_in if l == 0 else adam) + 2 * s.n_out * F32 * adam
         cap = s.active_cap(max_labels)
         per_sample += B * cap * (I32 + F32 + F32)  # act_ids, act, delta
         per_thread += T * (s.n_in * F32 if l > 0 else 0)  # dinput

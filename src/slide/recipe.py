@@ -206,13 +206,11 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
         decide("label_smoothing", *_rich_smoothing(p, profile, med))
     # (the tail branch and a network without a hidden layer train the first layer as every other)
     decide("input_optimizer", p["optimizer"], _same_optimizer_reason(p, tail, med))
-    if p["input_learning_rate"] == "auto":
-        if _sgd_input(p):
-            decide("input_learning_rate", INPUT_SGD_LEARNING_RATE, "SGD's step for rows of unit-norm inputs beside "
-                   "Adam (1 to 10 measured within 0.0015 P@1 on debian-packages-text)")
-        else:
-            decide("input_learning_rate", p["learning_rate"], "learning_rate: the first layer runs the same "
-                   "optimiser as the others")
+    if _sgd_input(p):
+        decide("input_learning_rate", INPUT_SGD_LEARNING_RATE, "SGD's step for rows of unit-norm inputs beside "
+               "Adam (1 to 10 measured within 0.0015 P@1 on debian-packages-text)")
+    decide("input_learning_rate", p["learning_rate"], "learning_rate: the first layer runs the same optimiser as "
+           "the others")
     if p["epochs"] == "auto":
         decide("epochs", *_auto_epochs(p, profile, n_batches))
     return p, out
