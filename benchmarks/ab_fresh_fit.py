@@ -7,7 +7,9 @@ Each fit is one of ``fresh_fit.py``'s workers (a new process, timed from the cal
 return, slide only), run once with ``PYTHONPATH`` at ``--baseline_src`` and once at this checkout's
 ``src``, alternating pair by pair so that the machine's drift from minute to minute falls on both.
 Each version compiles into its own kernel cache first (a warm-up fit not counted). Prints and
-writes every run's samples/s and phases, and the medians. Run it on a quiet machine.
+writes every run's samples/s and phases, and the medians. Run it on a quiet machine. ``--gap``
+waits before each fit, for changes to how memory is mapped: on a virtual machine whose host
+reclaims freed guest memory, back-to-back fits reuse the pages the one before just freed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -43,10 +46,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workloads", default="reference", help="comma-separated: " + ", ".join(WORKLOADS))
     ap.add_argument("--pairs", type=int, default=3, help="alternated baseline/new pairs per workload (default 3)")
     ap.add_argument("--n_jobs", type=int, default=2, help="threads (default 2)")
+    ap.add_argument("--gap", type=float, default=0.0,
+                    help="seconds to wait before each fit (default 0): on a virtual machine whose host reclaims "
+                         "freed guest memory after a few seconds, a gap makes each fit touch memory as a first "
+                         "job would, instead of the pages the fit before just freed")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "ab_fresh_fit.json"), help="JSON output")
     a = ap.parse_args(argv)
     if a.pairs < 1:
         ap.error(f"--pairs must be >= 1, got {a.pairs}")
+    if not a.gap >= 0:
+        ap.error(f"--gap must be >= 0 seconds, got {a.gap}")
     if not os.path.isdir(os.path.join(a.baseline_src, "slide")):
         ap.error(f"--baseline_src must be a directory holding the slide package, got {a.baseline_src!r}")
     from slide.bench import machine
@@ -64,6 +73,7 @@ def main(argv=None) -> int:
                 fit({**spec, "data": {**spec["data"], "max_train": 2_000}}, src, os.path.join(caches, v))
             for _ in range(a.pairs):
                 for v, src in versions.items():
+                    time.sleep(a.gap)
                     r = fit(spec, src, os.path.join(caches, v))
                     runs[v].append(r)
                     print(f"{name} {v}: {r['samples_per_second']:,.0f} samples/s ({r['fit_seconds']:.1f} s); "
@@ -73,7 +83,7 @@ def main(argv=None) -> int:
                   f"({med['new'] / med['baseline']:.2f}x)", flush=True)
             results.append({"workload": name, "runs": runs, "median_samples_per_second": med})
     with open(a.out, "w") as f:
-        json.dump({"benchmark": "benchmarks/ab_fresh_fit.py", "machine": machine(), "n_jobs": a.n_jobs,
+        json.dump({"benchmark": "benchmarks/ab_fresh_fit.py", "machine": machine(), "n_jobs": a.n_jobs, "gap": a.gap,
                    "baseline_src": versions["baseline"], "results": results}, f, indent=1)
     return 0
 

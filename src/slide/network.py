@@ -145,11 +145,13 @@ def auto_active_size(n_out: int) -> int:
 ALIGN = 64
 
 
-# Arrays from this size up that training writes at once are mapped with their pages already
-# present (MAP_POPULATE): the kernel fills the mapping in one call instead of one page fault per
-# 4 KiB on first touch. On the 2-core virtual machines measured, first-touch faults of NumPy's
-# zeroed allocations (which also ask for transparent huge pages, not granted there) cost 1-3 s a
-# GB, populating 0.4 s: on amazon-670k's dimensions the weights and Adam moments are 4.4 GB.
+# Arrays from this size up that training writes at once (the Adam moments) are mapped with their
+# pages already present (MAP_POPULATE): the kernel fills the mapping in one call instead of one
+# page fault per 4 KiB on first touch. The weights stay NumPy arrays, which ask for transparent
+# huge pages, first touched by the parallel draw of their initial values. Both measured best in
+# fresh amazon-670k fits on the 2-core virtual machines (weights populated in 4 KiB pages ran at
+# 0.85-0.89x, moments in huge pages touched in parallel at 0.84x: benchmarks/RESULTS.md, "where
+# its pages come from"); there the weights and Adam moments are 4.4 GB.
 PREFAULT_BYTES = 16 << 20
 
 
