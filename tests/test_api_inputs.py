@@ -68,3 +68,29 @@ def test_a_multiclass_model_scores_against_label_lists(data):
     assert 0.0 <= clf.score(Xt, truth) <= 1.0
     with pytest.raises(DataFormatError, match="not trained with"):
         clf.score(Xt, [["nope"]] + truth[1:])
+
+
+def test_an_indicator_written_as_nested_lists_is_an_indicator(data):
+    # found by an adversarial pass: Y.toarray().tolist() was read as label lists of the ids 0 and
+    # 1, so every sample silently had labels 0 and 1 (ints), or fit failed on "the value 29.0"
+    # (floats); scikit-learn reads such lists as a 'multilabel-indicator'
+    X, Y, Xt, _ = data
+    dense = Y.toarray()
+    ref = small().fit(X, dense)
+    for nested in (dense.astype(int).tolist(), dense.tolist(), dense.astype(bool).tolist(), list(dense)):
+        clf = small().fit(X, nested)
+        np.testing.assert_array_equal(clf.predict_topk(Xt)[0], ref.predict_topk(Xt)[0])
+        assert isinstance(clf.predict(Xt), np.ndarray) and clf.predict(Xt).shape == (Xt.shape[0], Y.shape[1])
+        assert clf.score(X, nested) == ref.score(X, dense)
+    # label lists stay label lists: rows of different lengths, sets, ids above 1, one id per row
+    lists = [[0, 1], [1], [2, 0]] + [[0]] * (X.shape[0] - 3)
+    assert small().fit(X, lists).classes_.tolist() == [0, 1, 2]
+    assert small().fit(X, [[0], [1]] * (X.shape[0] // 2)).classes_.tolist() == [0, 1]
+
+
+def test_a_label_named_twice_in_a_row_is_one_label(data):
+    X, _, Xt, lists = data
+    names = [[f"t{v}" for v in row] for row in lists]
+    twice = [row + row[:1] for row in names]  # was "Y must be binary; found the value 2.0"
+    np.testing.assert_array_equal(small().fit(X, twice).predict_topk(Xt)[0],
+                                  small().fit(X, names).predict_topk(Xt)[0])

@@ -91,6 +91,20 @@ def test_bad_files_give_one_line_errors(files, tmp_path, capsys):
     assert "unknown key 'epochz'" in capsys.readouterr().err
 
 
+
+def test_an_out_folder_that_cannot_be_made_fails_before_the_data_is_read(files, tmp_path, capsys, monkeypatch):
+    from slide import cli
+
+    def no_reading(*a, **k):
+        raise AssertionError("the data was read before --out was checked")
+
+    monkeypatch.setattr(cli, "_load_data", no_reading)
+    (tmp_path / "f").write_text("a file")
+    assert main(["train", str(files / "train.txt.gz"), "--out", str(tmp_path / "f" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"slide: error: --out {tmp_path / 'f' / 'run'}: the folder cannot be made (")
+    assert "Not a directory" in err or "not a directory" in err
+
 def test_test_file_with_other_dimensions_is_refused(files, tmp_path, capsys):
     X, Y, _, _ = make_extreme(50, 900, 300, n_test=1, random_state=4)
     other = tmp_path / "other.txt"

@@ -350,6 +350,24 @@ def test_model_and_json_files_follow_umask_too(tmp_path):
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o640
 
 
+
+def test_a_folder_that_takes_no_file_names_the_file_asked_for(tmp_path, monkeypatch):
+    """Where no file can be created next to the target (read-only folder, /proc), the error is
+    the system's kind of OSError naming the path asked for, not the temporary file's."""
+    import errno
+    import tempfile
+
+    from slide.io import atomic_write
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".m.npz.1.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write .*m\.npz: no file can be created in .*Permission") as e:
+        atomic_write(tmp_path / "m.npz", lambda f: f.write(b"x"))
+    assert ".tmp" not in str(e.value) and e.value.errno == errno.EACCES
+    assert not (tmp_path / "m.npz").exists()
+
 # --------------------------------------------------------------------------------------
 # iter_xmc and skip_bad_lines
 # --------------------------------------------------------------------------------------

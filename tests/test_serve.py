@@ -74,6 +74,8 @@ BAD = [
     (b"{not json", 400, "not valid JSON"),
     (b"\xff\xfe\x00", 400, "not valid JSON"),
     (b"", 400, "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "nests JSON arrays or objects too deeply"),  # was a 500
+    (b'{"texts": ' + b"[" * 100_000, 400, "too deeply"),
     ([1, 2], 422, "JSON list; expected an object"),
     ("texts", 422, "JSON str"),
     ({}, 422, "'texts' is missing"),

@@ -27,9 +27,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_classifier_multioutput":
         "multi-label predictions are the top-k labels of one softmax ranking, not an independent yes/no per "
         "label at decision_function 0 or probability 0.5",
-    "check_classifiers_multilabel_representation_invariance":
-        "a list of lists is read as lists of label ids (the extreme-classification convention of pyxclib and "
-        "PECOS), not as rows of a 0/1 indicator",
     "check_classifiers_multilabel_output_format_predict_proba":
         "predict_proba is a sparse (n, n_labels) matrix of each row's top k, never a dense n x n_labels array "
         "(10^5-10^7 labels)",

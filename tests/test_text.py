@@ -187,6 +187,7 @@ def test_text_files_jsonl_csv_tsv(tmp_path):
     ('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": [1]}\n', "line 2: field 'labels' holds"),
     ('{"text": "a", "labels": ["x"]}\n{"text": 5, "labels": ["x"]}\n', "line 2: field 'text' is int"),
     ('{"text": "a", "labels": ["x"]}\n{oops\n', "line 2: not a JSON object"),
+    ('{"text": "a", "labels": ["x"]}\n' + "[" * 100_000 + "]" * 100_000 + "\n", "line 2: not a JSON object .arrays or objects nested too deeply"),
     ('["a", "b"]\n', "line 1: a JSON list"),
     ('{"text": "a"}\n', "line 1: no field 'labels'"),
     ('{"body": "a", "labels": []}\n', "line 1: no field 'text'"),

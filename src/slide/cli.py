@@ -385,6 +385,11 @@ def cmd_train(args) -> int:
         clf = SlideClassifier(**params)
     if out.exists() and not out.is_dir():
         raise DataFormatError(f"--out {out} exists and is not a folder.")
+    if not args.dry_run:  # before the data is read: a folder that cannot be made fails at once
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataFormatError(f"--out {out}: the folder cannot be made ({e.strerror or e}).") from None
     group = distributed.context(validate_value(PARAM_BY_NAME["data_parallel"], clf.data_parallel),
                                 validate_value(PARAM_BY_NAME["sync_every"], clf.sync_every), where="slide train")
     if group is not None:
@@ -405,7 +410,6 @@ def cmd_train(args) -> int:
               + (f"; {len(Xte):,} test texts" if Xte is not None else ""), file=sys.stderr)
     if args.dry_run:
         return _dry_run(clf, Xtr, Ytr)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz" if run["checkpoint_every"] is not None else None
     if args.resume is None and writer:
         atomic_write(out / "run.json", lambda f: f.write(json.dumps(run, indent=2).encode()))

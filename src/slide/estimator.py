@@ -108,7 +108,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     All parameters are keyword-only; see :data:`slide.config.PARAMS` (or ``slide train --help``)
     for the meaning and allowed range of each. ``set_params`` stores values; ``fit`` validates.
 
-    Targets may be a sparse or dense 0/1 label matrix, a list of label lists (ids or names), or
+    Targets may be a sparse or dense 0/1 label matrix, a list of label lists (ids or names; rows
+    of equal length holding only 0 and 1 are an indicator matrix, as scikit-learn reads them), or
     one label per sample (multiclass, ints or strings); ``predict`` answers in the same form.
 
     Attributes

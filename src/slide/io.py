@@ -99,7 +99,11 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         return
     _remove_stale_temporaries(directory, path.name)
     mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
+    except OSError as e:  # the same kind of error, naming the file asked for, not the temporary one
+        raise type(e)(e.errno, f"cannot write {path}: no file can be created in {directory} "
+                      f"({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

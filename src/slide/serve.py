@@ -150,6 +150,9 @@ def parse_predict(body: bytes, limits: Limits, n_labels: int, default_mode: str)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(400, f"the request body is not valid JSON ({e}); expected an object such as "
                               '{"texts": ["black shoes"], "k": 5}.') from None
+    except RecursionError:  # "[[[[...": the decoder recurses once per level
+        raise BadRequest(400, "the request body nests JSON arrays or objects too deeply to read; expected an "
+                              'object such as {"texts": ["black shoes"], "k": 5}.') from None
     if not isinstance(req, dict):
         raise BadRequest(422, f"the request body is a JSON {type(req).__name__}; expected an object such as "
                               '{"texts": ["black shoes"], "k": 5}.')

@@ -5,6 +5,11 @@ any of: a sparse 0/1 matrix, a dense 0/1 array (multi-label indicator), a list o
 (ids or names, as pyxclib and PECOS users keep them), or a 1-D vector of one label per sample
 (multiclass: ints or strings). :class:`Targets` remembers which form and the label names
 (``classes_``) so that ``predict`` answers in the same form.
+
+Nested lists whose rows all have the same length (two or more) and hold only 0 and 1 are a 0/1
+indicator matrix written as lists, as scikit-learn reads them (``type_of_target`` says
+'multilabel-indicator'), not label lists of the ids 0 and 1. A label named twice in one row is
+one label.
 """
 
 from __future__ import annotations
@@ -28,6 +33,25 @@ def _is_label_lists(Y) -> bool:
 
 
 _ROW_TYPES = (list, tuple, np.ndarray, set, frozenset)
+
+
+def _is_indicator_rows(Y) -> bool:
+    """Whether a list of rows is a 0/1 indicator matrix written as nested lists (see the module)."""
+    if not _is_label_lists(Y):
+        return False
+    width = None
+    for row in Y:
+        if isinstance(row, (set, frozenset)):
+            return False
+        values = row.tolist() if isinstance(row, np.ndarray) else row
+        if width is None:
+            width = len(values)
+        if len(values) != width or width < 2:
+            return False
+        for v in values:
+            if not isinstance(v, (numbers.Real, np.bool_)) or isinstance(v, str) or v not in (0, 1):
+                return False
+    return True
 
 
 def _check_label_rows(Y, name: str) -> None:
@@ -75,7 +99,9 @@ class Targets:
             M = check_Y(Y, n_rows=n_rows, name=name)
             return cls(SPARSE, np.arange(M.shape[1])), M
         _check_label_rows(Y, name)
-        if _is_label_lists(Y) and _names_in(Y):
+        if _is_indicator_rows(Y):
+            Y = np.asarray(Y)  # a dense indicator (below)
+        elif _is_label_lists(Y) and _names_in(Y):
             classes = np.array(sorted({v for row in Y for v in row}, key=lambda v: (str(type(v)), v)))
             return cls(LISTS, classes), cls(LISTS, classes)._indicator(Y, n_rows, name)
         if _is_label_lists(Y):
@@ -117,6 +143,8 @@ class Targets:
         """Binary CSR over this model's label ids from targets in its form (an evaluation set)."""
         n_labels = self.classes.size
         _check_label_rows(Y, name)
+        if _is_indicator_rows(Y) and len(Y[0]) == n_labels and not self.named:
+            Y = np.asarray(Y)  # an indicator over this model's labels, as fit reads one
         if _is_label_lists(Y) and (self.named or self.kind == VECTOR):
             return self._indicator(Y, n_rows, name)  # label lists of a multi-class model: multi-label truth
         if self.kind == VECTOR or (self.named and not sp.issparse(Y) and not _is_label_lists(Y)
@@ -139,12 +167,15 @@ class Targets:
         indptr = np.zeros(n_rows + 1, np.int64)
         ids = []
         for i, row in enumerate(rows):
+            seen = set()
             for v in row:
                 key = v.item() if isinstance(v, np.generic) else v
                 if key not in where:
                     raise DataFormatError(f"{name}[{i}] holds the label {v!r}, which the model was not trained "
                                           f"with ({self.classes.size} known labels, e.g. {self.classes[:3].tolist()}).")
-                ids.append(where[key])
+                if where[key] not in seen:  # named twice: one label
+                    seen.add(where[key])
+                    ids.append(where[key])
             indptr[i + 1] = len(ids)
         M = sp.csr_matrix((np.ones(len(ids), np.float32), np.asarray(ids, np.int32), indptr),
                           shape=(n_rows, self.classes.size))

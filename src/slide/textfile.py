@@ -125,6 +125,12 @@ def _jsonl(f, shown, skip_bad_lines):
                 yield line_no, None
                 continue
             raise DataFormatError(f"not a JSON object ({e.msg} at column {e.colno}).", path=shown, line=line_no) from None
+        except RecursionError:  # "[[[[...": the decoder recurses once per level
+            if skip_bad_lines:
+                yield line_no, None
+                continue
+            raise DataFormatError("not a JSON object (arrays or objects nested too deeply to read).", path=shown,
+                                  line=line_no) from None
         if not isinstance(rec, dict):
             if skip_bad_lines:
                 yield line_no, None
