@@ -94,3 +94,20 @@ def test_a_label_named_twice_in_a_row_is_one_label(data):
     twice = [row + row[:1] for row in names]  # was "Y must be binary; found the value 2.0"
     np.testing.assert_array_equal(small().fit(X, twice).predict_topk(Xt)[0],
                                   small().fit(X, names).predict_topk(Xt)[0])
+
+
+def test_random_state_errors_name_every_form_the_api_takes(data):
+    X, Y, _, _ = data
+    for bad in (1.5, -1, 2**70, "0"):
+        with pytest.raises(ParameterError, match=r"must be None, an int in \[0, 2\*\*63\), a numpy RandomState or a "
+                                                 r"Generator\. Got"):
+            small().set_params(random_state=bad).fit(X, Y)
+    rs = small().set_params(random_state=np.random.RandomState(0)).fit(X, Y)  # the forms it names are taken
+    gen = small().set_params(random_state=np.random.default_rng(0)).fit(X, Y)
+    assert rs.predict_topk(X)[0].shape == gen.predict_topk(X)[0].shape
+
+
+def test_decision_function_of_no_labels_is_an_empty_score_matrix(data):
+    X, Y, Xt, _ = data
+    clf = small().fit(X, Y)
+    assert clf.decision_function(Xt, labels=[]).shape == (Xt.shape[0], 0)  # was "Got dtype float64"

@@ -291,7 +291,10 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < 2**63):
-            _fail(owner, p, allowed(p), value)
+            # the estimators reduce a RandomState or Generator to an int before this check
+            api = not owner.startswith("slide ")
+            _fail(owner, p, "None, an int in [0, 2**63), a numpy RandomState or a Generator" if api else allowed(p),
+                  value)
         return int(value)
     if k == "n_jobs":
         if value is None:

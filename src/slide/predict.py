@@ -163,6 +163,8 @@ def decision_function(state, X: sp.csr_matrix, labels=None) -> np.ndarray:
     if labels is None:
         return output_logits(net, X)
     lab = np.asarray(labels)
+    if lab.size == 0 and lab.dtype.kind == "f":
+        lab = lab.astype(np.int64)  # an empty list ([] is float64 to NumPy): no labels to score
     if not np.issubdtype(lab.dtype, np.integer) or lab.ndim not in (1, 2):
         raise ParameterError(f"The 'labels' argument of decision_function must be an int array of shape "
                              f"(m,) or (n_samples, m). Got dtype {lab.dtype}, shape {lab.shape} instead.")
