@@ -144,6 +144,14 @@ def test_parameters_share_slide_names_and_validation(data):
         fitted.predict(sp.csr_matrix((3, X.shape[1] + 1), dtype=np.float32))
     with pytest.raises(ParameterError, match="'k' argument of predict must be an int"):
         fitted.predict(X[:3], k=0)
+    # random_state in every form SlideClassifier takes (a RandomState failed validation here)
+    small = dict(hidden_layer_sizes=(4,), epochs=1, n_jobs=1)
+    a = DenseClassifier(**small, random_state=np.random.RandomState(3)).fit(X[:100], Y[:100])
+    b = DenseClassifier(**small, random_state=np.random.RandomState(3)).fit(X[:100], Y[:100])
+    np.testing.assert_array_equal(a.predict(X[:20], k=3), b.predict(X[:20], k=3))
+    DenseClassifier(**small, random_state=np.random.default_rng(3)).fit(X[:100], Y[:100])
+    with pytest.raises(ParameterError, match="RandomState or a Generator"):
+        DenseClassifier(**small, random_state=1.5).fit(X[:100], Y[:100])
 
 
 def test_label_tree_adapter(data):

@@ -36,7 +36,7 @@ from ..network import LayerSpec, init_weights, input_optimizer
 from ..estimator import resolve_n_jobs
 from ..centroids import init_output_centroids
 from ..recipe import DataProfile, resolve
-from ..training import check_callbacks, resolve_seed
+from ..training import check_callbacks, resolve_seed, seed_of
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init",
@@ -174,7 +174,9 @@ class DenseClassifier:
 
     def _validated(self) -> dict:
         owner = type(self).__name__
-        p = {q.name: validate_value(q, getattr(self, q.name), owner) for q in self._param_table()}
+        # random_state as scikit-learn takes it: a RandomState or Generator draws the int seed
+        p = {q.name: validate_value(q, seed_of(v) if q.name == "random_state" else v, owner)
+             for q in self._param_table() for v in (getattr(self, q.name),)}
         if not p["hidden_layer_sizes"]:
             raise ParameterError(f"The 'hidden_layer_sizes' parameter of {owner} must name at least one "
                                  f"hidden layer. Got {self.hidden_layer_sizes!r} instead.")
