@@ -152,6 +152,19 @@ def test_a_worker_that_never_joins_is_a_clear_error_not_a_hang(tmp_path):
     assert time.monotonic() - t0 < 120
 
 
+
+def test_joining_waits_minutes_by_default_and_the_setting_bounds_everything(monkeypatch):
+    from slide import distributed
+
+    monkeypatch.delenv("SLIDE_DIST_TIMEOUT", raising=False)
+    assert distributed._timeouts() == (600.0, 1800.0)  # torchrun's join timeout; PyTorch's collective default
+    monkeypatch.setenv("SLIDE_DIST_TIMEOUT", "45")
+    assert distributed._timeouts() == (45.0, 45.0)
+    for bad in ("0", "-3", "soon", "nan"):
+        monkeypatch.setenv("SLIDE_DIST_TIMEOUT", bad)
+        with pytest.raises(slide.ParameterError, match="SLIDE_DIST_TIMEOUT must be a positive number"):
+            distributed._timeouts()
+
 def test_data_parallel_without_a_group_is_refused():
     X = np.eye(4, dtype=np.float32)
     with pytest.raises(slide.ParameterError, match="torchrun"):

@@ -44,20 +44,25 @@ from .kernels import exchange as KX
 from .recipe import DataProfile
 
 TIMEOUT_ENV = "SLIDE_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, each exchange)
-DEFAULT_TIMEOUT = 1800.0  # PyTorch's own default: rank 0 evaluates between epochs while the others wait
+# Unset, joining waits as long as torchrun's own rendezvous does (its join_timeout), so a worker
+# that never starts is reported after minutes, not half an hour; each exchange waits PyTorch's
+# default, since rank 0 evaluates between epochs while the others wait.
+DEFAULT_JOIN_TIMEOUT = 600.0
+DEFAULT_TIMEOUT = 1800.0
 
 
-def _timeout() -> float:
+def _timeouts() -> tuple[float, float]:
+    """(seconds to wait for every worker to join, seconds each exchange may wait)."""
     raw = os.environ.get(TIMEOUT_ENV)
     if raw is None:
-        return DEFAULT_TIMEOUT
+        return DEFAULT_JOIN_TIMEOUT, DEFAULT_TIMEOUT
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
         raise ParameterError(f"{TIMEOUT_ENV} must be a positive number of seconds. Got {raw!r} instead.")
-    return value
+    return value, value
 
 
 def _launched() -> bool:
@@ -90,7 +95,7 @@ def _torch_dist(required: bool):
 def context(mode: str, sync_every: int, *, where: str = "SlideClassifier") -> "DataParallel | None":
     """The group to train in for ``data_parallel=mode``, or None to train alone. An initialised
     torch.distributed group is used as it is; without one, torchrun's environment (WORLD_SIZE > 1)
-    starts a gloo group, waiting at most SLIDE_DIST_TIMEOUT seconds for every worker."""
+    starts a gloo group, waiting at most SLIDE_DIST_TIMEOUT seconds (default 600) for every worker."""
     if mode == "off":
         return None
     dist = sys.modules.get("torch.distributed")
@@ -103,7 +108,7 @@ def context(mode: str, sync_every: int, *, where: str = "SlideClassifier") -> "D
                              "-m slide train ...), or call torch.distributed.init_process_group first.")
     dist = _torch_dist(required=True)
     if not dist.is_initialized():
-        timeout = _timeout()
+        timeout, exchange = _timeouts()
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
         wait = datetime.timedelta(seconds=timeout)
         try:
@@ -111,7 +116,8 @@ def context(mode: str, sync_every: int, *, where: str = "SlideClassifier") -> "D
             # torchrun's static rendezvous keeps one store across restarts: without a fresh prefix
             # a restarted worker reads the addresses its killed predecessors published there
             store = dist.PrefixStore(f"slide/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
-            dist.init_process_group("gloo", store=store, rank=rank_, world_size=world_, timeout=wait)
+            dist.init_process_group("gloo", store=store, rank=rank_, world_size=world_,
+                                    timeout=datetime.timedelta(seconds=exchange))
             _GROUPS["owned"] = True
         except Exception as e:  # torch raises DistStoreError, RuntimeError, TimeoutError ... here
             raise TrainingError(
