@@ -174,9 +174,10 @@ class DenseClassifier:
 
     def _validated(self) -> dict:
         owner = type(self).__name__
+        values = {q.name: getattr(self, q.name) for q in self._param_table()}
         # random_state as scikit-learn takes it: a RandomState or Generator draws the int seed
-        p = {q.name: validate_value(q, seed_of(v) if q.name == "random_state" else v, owner)
-             for q in self._param_table() for v in (getattr(self, q.name),)}
+        values["random_state"] = seed_of(values["random_state"])
+        p = {q.name: validate_value(q, values[q.name], owner) for q in self._param_table()}
         if not p["hidden_layer_sizes"]:
             raise ParameterError(f"The 'hidden_layer_sizes' parameter of {owner} must name at least one "
                                  f"hidden layer. Got {self.hidden_layer_sizes!r} instead.")
