@@ -291,13 +291,13 @@ def _checked_params(params: dict) -> dict:
         if k == "n_negatives":
             from .baselines.torch_nets import SAMPLED_PARAMS
 
-            out[k] = validate_value({p.name: p for p in SAMPLED_PARAMS}[k], v, "slide bench")
+            out[k] = validate_value({p.name: p for p in SAMPLED_PARAMS}[k], v, "slide bench", api=False)
             continue
         if k not in PARAM_BY_NAME:
             raise ParameterError(f"Unknown parameter {k!r} for slide bench.")
         if k == "n_jobs":
             raise ParameterError("slide bench takes the thread count as its own n_jobs, not as a model parameter.")
-        out[k] = validate_value(PARAM_BY_NAME[k], v, "slide bench")
+        out[k] = validate_value(PARAM_BY_NAME[k], v, "slide bench", api=False)
     return out
 
 

@@ -89,11 +89,12 @@ def _params_from(args, config: dict) -> dict:
         p = PARAM_BY_NAME[key]
         if p.kind in ("sizes", "layers", "range") and isinstance(value, list):
             value = tuple(value)
-        params[key] = validate_value(p, value, owner=f"the config file {args.config}")
+        params[key] = validate_value(p, value, owner=f"the config file {args.config}", api=False)
     for p in PARAMS:
         raw = getattr(args, p.name, None)
         if raw is not None:
-            params[p.name] = validate_value(p, _parse_flag(p, raw), owner=f"slide {args.command} (flag --{p.name})")
+            params[p.name] = validate_value(p, _parse_flag(p, raw), owner=f"slide {args.command} (flag --{p.name})",
+                                            api=False)
     return params
 
 
@@ -561,7 +562,7 @@ def _load_model(args):
 def _n_jobs_flag(args):
     """--n_jobs of predict, evaluate and serve, validated by the parameter table."""
     p = PARAM_BY_NAME["n_jobs"]
-    return validate_value(p, _parse_flag(p, args.n_jobs), owner=f"slide {args.command} (flag --n_jobs)")
+    return validate_value(p, _parse_flag(p, args.n_jobs), owner=f"slide {args.command} (flag --n_jobs)", api=False)
 
 
 def _k(args, clf) -> int:

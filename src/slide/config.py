@@ -220,8 +220,11 @@ def allowed(p: Param) -> str:
     raise AssertionError(k)
 
 
-def validate_value(p: Param, value, owner: str = "SlideClassifier"):
-    """Checked (and normalised) value of parameter ``p``; raises ParameterError otherwise."""
+def validate_value(p: Param, value, owner: str = "SlideClassifier", *, api: bool = True):
+    """Checked (and normalised) value of parameter ``p``; raises ParameterError otherwise. ``api``:
+    the value came through the Python API, where the estimators have already reduced a
+    ``random_state`` given as a RandomState or Generator to an int (its error says so); False for
+    values read from text (flags, config files)."""
     k = p.kind
     # Keyword values are matched only when the value is a str: ``value == "auto"`` or
     # ``value in choices`` on a NumPy array raised "truth value of an array is ambiguous".
@@ -291,8 +294,6 @@ def validate_value(p: Param, value, owner: str = "SlideClassifier"):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < 2**63):
-            # the estimators reduce a RandomState or Generator to an int before this check
-            api = not owner.startswith("slide ")
             _fail(owner, p, "None, an int in [0, 2**63), a numpy RandomState or a Generator" if api else allowed(p),
                   value)
         return int(value)
