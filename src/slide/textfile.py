@@ -118,25 +118,20 @@ def _jsonl(f, shown, skip_bad_lines):
     for line_no, line in enumerate(f, 1):
         if not line.strip():
             continue  # a blank line holds no record
+        rec = None
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            if skip_bad_lines:
-                yield line_no, None
-                continue
-            raise DataFormatError(f"not a JSON object ({e.msg} at column {e.colno}).", path=shown, line=line_no) from None
+            why = f"not a JSON object ({e.msg} at column {e.colno})."
         except RecursionError:  # "[[[[...": the decoder recurses once per level
-            if skip_bad_lines:
-                yield line_no, None
-                continue
-            raise DataFormatError("not a JSON object (arrays or objects nested too deeply to read).", path=shown,
-                                  line=line_no) from None
-        if not isinstance(rec, dict):
-            if skip_bad_lines:
-                yield line_no, None
-                continue
-            raise DataFormatError(f"a JSON {type(rec).__name__}, expected an object such as "
-                                  '{"text": "...", "labels": [...]}.', path=shown, line=line_no)
+            why = "not a JSON object (arrays or objects nested too deeply to read)."
+        else:
+            why = None if isinstance(rec, dict) else (f"a JSON {type(rec).__name__}, expected an object such as "
+                                                      '{"text": "...", "labels": [...]}.')
+        if why is not None:
+            if not skip_bad_lines:
+                raise DataFormatError(why, path=shown, line=line_no) from None
+            rec = None
         yield line_no, rec
 
 
