@@ -36,12 +36,15 @@ def _one_batch_problem(seed=0):
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_dense_baseline_takes_the_same_step_as_slide(optimizer):
-    # one batch holds the whole set: after one step both libraries must hold the same weights
+    # one batch holds the whole set: after one step (and, on this tail, the rows imprinted at the
+    # end of the fit) both libraries must hold the same weights
     X, Y = _one_batch_problem()
     common = dict(hidden_layer_sizes=(16,), dropout=0.0, input_dropout=0.0, epochs=1, batch_size=64,
                   learning_rate=0.01, lr_schedule="constant", optimizer=optimizer, random_state=7, n_jobs=1)
     sl = SlideClassifier(lsh_layers="none", **common).fit(X, Y)
     de = DenseClassifier(**common).fit(X, Y)
+    imprints = [{c.name: c.value for c in m.recipe_}["output_imprint"] for m in (sl, de)]
+    assert imprints[0] == imprints[1] > 0
     net = de.network_
     got = [net.first.weight.detach().numpy(), net.first_bias.detach().numpy(),
            net.out_weight.detach().numpy(), net.out_bias.detach().numpy()[:, 0]]

@@ -83,9 +83,11 @@ def test_fit_returns_self_and_sets_fitted_attributes(data):
     assert clf.coefs_[0].shape == (X.shape[1], 32) and clf.coefs_[1].shape == (Y.shape[1], 32)
     assert len(clf.history_) == 3 and clf.n_iter_ == 3
     assert {"P@1", "P@5", "loss", "samples_per_second", "active_mean"} <= set(clf.history_[-1])
-    # and, with an LSH output layer, the end-of-fit check of LSH against exact prediction
+    # and, with an LSH output layer, the end-of-fit check of LSH against exact prediction; on this
+    # long tail the recipe imprints the trained rows
+    assert {c.name: c.value for c in clf.recipe_}["output_imprint"] > 0
     assert set(clf.timings_) == {"setup", "hashing", "selection", "forward", "backward", "optimizer", "rebuild",
-                                 "lsh_check"}
+                                 "lsh_check", "imprint"}
     assert clf.layer_specs_[-1].lsh and not clf.layer_specs_[0].lsh
     assert clf.state_.lsh_check["rows"] == min(1000, X.shape[0])
 

@@ -9,11 +9,11 @@ import pytest
 import scipy.sparse as sp
 
 from slide import SlideClassifier
-from slide.centroids import init_output_centroids
+from slide.centroids import imprint_output, init_output_centroids
 from slide.datasets import make_extreme
 from slide.kernels.centroids import add_label_sums, first_layer_rows
 from slide.metrics import precision_at_k
-from slide.recipe import (AUTO_EPOCH_STEPS, AUTO_EPOCHS_MAX, INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING,
+from slide.recipe import (TAIL_IMPRINT, AUTO_EPOCH_STEPS, AUTO_EPOCHS_MAX, INPUT_SGD_LEARNING_RATE, RICH_LABEL_SMOOTHING,
                           SGD_INPUT_STEP_FACTOR, SMOOTHING_MAX_MEDIAN, TAIL_MAX_LABELS_PER_POINT,
                           TAIL_MEDIAN_POINTS, WIDE_INPUT_RATIO, DataProfile, resolve)
 from slide.config import DEFAULTS, validate_params
@@ -90,7 +90,7 @@ def test_values_the_user_set_are_never_changed():
     p, choices = resolve(params, _profile(2), n_batches=100)
     assert (p["dropout"], p["lr_schedule"], p["epochs"]) == (0.3, "linear", 7)
     assert {c.name for c in choices} == {"input_dropout", "output_init", "hidden_layer_sizes", "label_smoothing",
-                                         "input_optimizer", "input_learning_rate"}
+                                         "input_optimizer", "input_learning_rate", "output_imprint"}
     p, choices = resolve(validate_params({**params, "hidden_layer_sizes": (64,)}), _profile(2), n_batches=100)
     assert p["hidden_layer_sizes"] == (64,) and "hidden_layer_sizes" not in {c.name for c in choices}
 
@@ -111,6 +111,24 @@ def test_no_hidden_layer_keeps_a_uniform_output():
     assert "no hidden layer" in {c.name: c.reason for c in choices}["output_init"]
     with pytest.raises(ParameterError, match="'output_init'.*only with a hidden layer"):
         resolve(validate_params({**DEFAULTS, "hidden_layer_sizes": (), "output_init": "centroid"}), _profile(3), 10)
+
+
+@pytest.mark.parametrize("median,labels_per_sample,imprint", [
+    (3, 1.0, TAIL_IMPRINT),  # a long tail
+    (1, 75.0, 0.0),  # rich by labels per point (delicious-200k's shape)
+    (TAIL_MEDIAN_POINTS, 1.0, 0.0),  # dozens of points per label
+])
+def test_only_a_long_tail_imprints_its_rows(median, labels_per_sample, imprint):
+    from slide.errors import ParameterError
+
+    p, choices = resolve(validate_params(DEFAULTS), _profile(median, labels_per_sample), n_batches=100)
+    assert p["output_imprint"] == imprint and {c.name: c.value for c in choices}["output_imprint"] == imprint
+    p, _ = resolve(validate_params({**DEFAULTS, "output_imprint": 0.5}), _profile(median, labels_per_sample), 100)
+    assert p["output_imprint"] == 0.5
+    p, _ = resolve(validate_params({**DEFAULTS, "hidden_layer_sizes": ()}), _profile(median, labels_per_sample), 10)
+    assert p["output_imprint"] == 0.0
+    with pytest.raises(ParameterError, match="'output_imprint'.*needs a hidden layer"):
+        resolve(validate_params({**DEFAULTS, "hidden_layer_sizes": (), "output_imprint": 0.2}), _profile(3), 10)
 
 
 @pytest.mark.parametrize("median,n_labels,n_features,width", [
@@ -212,6 +230,16 @@ def test_estimate_memory_counts_the_widest_auto_width():
     assert wide["weights"] > 1.9 * narrow["weights"]
 
 
+def test_estimate_memory_counts_the_label_sums_of_imprinting():
+    from slide import SlideClassifier
+    from slide.centroids import IMPRINT_BLOCK_BYTES
+
+    assert SlideClassifier(hidden_layer_sizes=256).estimate_memory(1000, 500)["imprint"] == 4 * 500 * 256
+    assert SlideClassifier(hidden_layer_sizes=256, output_imprint=0.0).estimate_memory(1000, 500)["imprint"] == 0
+    # a layer bigger than a block is imprinted block by block
+    assert SlideClassifier(hidden_layer_sizes=512).estimate_memory(1000, 670_091)["imprint"] == IMPRINT_BLOCK_BYTES
+
+
 def test_output_init_follows_the_regime():
     tail, _ = resolve(validate_params(DEFAULTS), _profile(3), n_batches=10)
     rich, _ = resolve(validate_params(DEFAULTS), _profile(50), n_batches=10)
@@ -291,7 +319,7 @@ def test_add_label_sums_matches_numpy():
     Y = _Y([[0, 3], [1], [], [3], [0, 1, 3]], 4)
     H = rng.standard_normal((3, 5)).astype(np.float32)  # rows 2..4 of the data
     sums = np.zeros((4, 5), np.float32)
-    add_label_sums(Y.indptr, Y.indices, 2, H, sums)
+    add_label_sums(Y.indptr, Y.indices, 2, H, sums, 0)
     np.testing.assert_allclose(sums, Y[2:5].T.toarray() @ H, rtol=1e-6)
 
 
@@ -334,6 +362,82 @@ def test_centroid_init_does_not_depend_on_the_block_size(monkeypatch):
     c = [W0, W1.copy()]
     init_output_centroids(c, b, X, Y, 10.0)
     np.testing.assert_allclose(a[1], c[1], rtol=1e-5, atol=1e-6)
+
+
+def _imprint_case(hidden, seed=3):
+    rng = np.random.default_rng(seed)
+    X = sp.random(40, 12, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    Y = _Y([[i % 5, 6] if i % 3 == 0 else [i % 5] if i % 7 else [] for i in range(40)], 8)  # label 5: no point
+    sizes = [12, *hidden, 8]
+    Ws = [rng.standard_normal((sizes[0], sizes[1])).astype(np.float32)]
+    Ws += [rng.standard_normal((sizes[i + 1], sizes[i])).astype(np.float32) for i in range(1, len(sizes) - 1)]
+    bs = [rng.standard_normal(s).astype(np.float32) * 0.1 for s in sizes[1:]]
+    Ws[-1][7] = 0.0  # label 7 has no point either, and a zero row
+    return X, Y, Ws, bs
+
+
+@pytest.mark.parametrize("hidden", [(6,), (6, 4)])
+def test_imprinted_rows_match_the_definition(hidden):
+    X, Y, Ws, bs = _imprint_case(hidden)
+    before = [W.copy() for W in Ws]
+    b_before = [b.copy() for b in bs]
+    n_turned = imprint_output(Ws, bs, X, Y, 0.3)
+    H = np.maximum(X.toarray() @ before[0].astype(np.float64) + bs[0], 0)
+    for W, b in zip(before[1:-1], bs[1:-1]):
+        H = np.maximum(H @ W.T.astype(np.float64) + b, 0)
+    mean = H[np.diff(Y.indptr) > 0].mean(axis=0)
+    Yd = Y.toarray()
+    assert n_turned == 6
+    for j in (0, 1, 2, 3, 4, 6):
+        u = H[Yd[:, j] > 0].mean(axis=0) - mean
+        w = before[-1][j].astype(np.float64)
+        want = 0.7 * w + 0.3 * np.linalg.norm(w) * u / np.linalg.norm(u)
+        np.testing.assert_allclose(Ws[-1][j], want, rtol=2e-4, atol=1e-5)
+    for j in (5, 7):  # no points: untouched
+        np.testing.assert_array_equal(Ws[-1][j], before[-1][j])
+    for W, W0 in zip(Ws[:-1], before[:-1]):
+        np.testing.assert_array_equal(W, W0)
+    for b, b0 in zip(bs, b_before):
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_imprinting_in_label_blocks_and_over_shards_gives_the_same_rows(monkeypatch):
+    """Several passes of a few labels each, and the sums of two data-parallel shards added by
+    ``reduce``, make the rows of one pass over all the data."""
+    import slide.centroids as C
+
+    X, Y, Ws, bs = _imprint_case((6,))
+    whole = [W.copy() for W in Ws]
+    imprint_output(whole, bs, X, Y, 0.5)
+    monkeypatch.setattr(C, "IMPRINT_BLOCK_BYTES", 4 * 6 * 3)  # 3 labels per block
+    blocks = [W.copy() for W in Ws]
+    imprint_output(blocks, bs, X, Y, 0.5)
+    np.testing.assert_allclose(blocks[-1], whole[-1], rtol=1e-5, atol=1e-6)
+
+    # two shards: each call hands its arrays to reduce; the pairs are summed as an all-reduce would
+    import threading
+
+    shards = [(X[0::2], Y[0::2]), (X[1::2], Y[1::2])]
+    outs = [[W.copy() for W in Ws] for _ in shards]
+    barrier, pending = threading.Barrier(2), {}
+
+    def reduce_for(rank):
+        def reduce(arrays):
+            pending[rank] = [a.copy() for a in arrays]
+            barrier.wait()
+            for a, other in zip(arrays, pending[1 - rank]):
+                a += other
+            barrier.wait()
+        return reduce
+
+    threads = [threading.Thread(target=imprint_output, args=(outs[r], bs, *shards[r], 0.5),
+                                kwargs={"reduce": reduce_for(r)}) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in outs:
+        np.testing.assert_allclose(out[-1], whole[-1], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- end to end

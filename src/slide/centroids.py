@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.centroids import add_label_sums, finish_centroids, first_layer_rows
+from .kernels.centroids import add_label_sums, finish_centroids, first_layer_rows, imprint_rows
 
 CHUNK_FLOATS = 1 << 22  # hidden activations computed per block: about 16 MB
 
@@ -57,7 +57,7 @@ def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -
         keep = labelled[r0:r1]
         h_sum += H[keep].sum(axis=0, dtype=np.float64)
         norm_sum += float(np.sqrt(np.einsum("ij,ij->i", H[keep], H[keep], dtype=np.float64)).sum())
-        add_label_sums(Y.indptr, Y.indices, r0, H, W_out)
+        add_label_sums(Y.indptr, Y.indices, r0, H, W_out, 0)
     totals = np.array([norm_sum, labelled.sum()], np.float64)
     if reduce is not None:  # only the rows with points: the others keep their (shared) random values
         sums = W_out[has_points]
@@ -69,3 +69,46 @@ def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -
     factor = scale / mean_norm if mean_norm > 0 else 0.0
     finish_centroids(W_out, counts, (h_sum / n).astype(np.float32), np.float32(factor))
     return int(has_points.sum())
+
+
+IMPRINT_BLOCK_BYTES = 1 << 29  # label sums held at once: 512 MB (a bigger layer takes several passes)
+
+
+def imprint_output(Ws: list, bs: list, X, Y, weight: float, reduce=None) -> int:
+    """Turn each trained output row ``Ws[-1][j]`` of a label with training points ``weight`` of
+    the way towards u_j = (mean hidden vector of its points) - (mean hidden vector of all labelled
+    points), under the trained network, keeping the row's length: W_j <- (1 - weight) W_j +
+    weight |W_j| u_j / |u_j| ("weight imprinting", Qi et al. 2018). Training moves a rare label's
+    row only on its few points' batches, early on through a first layer that has changed since;
+    the centroid under the final first layer is where those points now lie. Biases and rows of
+    labels without points are untouched. The label sums are made in blocks of at most
+    ``IMPRINT_BLOCK_BYTES`` (one pass over X per block). ``reduce`` as in
+    :func:`init_output_centroids`. Returns the number of rows turned."""
+    W_out = Ws[-1]
+    n_labels, n_hidden = W_out.shape
+    counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
+    if reduce is not None:
+        reduce([counts])
+    labelled = np.diff(Y.indptr) > 0
+    n_first = Ws[0].shape[1]
+    step = max(1, CHUNK_FLOATS // max(n_first, n_hidden))
+    buf = np.empty((min(step, max(1, X.shape[0])), n_first), np.float32)
+    block = max(1, IMPRINT_BLOCK_BYTES // (4 * n_hidden))
+    h_sum = np.zeros(n_hidden, np.float64)
+    totals = np.zeros(1, np.float64)
+    mean = None
+    for j0 in range(0, n_labels, block):
+        sums = np.zeros((min(block, n_labels - j0), n_hidden), np.float32)
+        for r0 in range(0, X.shape[0], step):
+            r1 = min(X.shape[0], r0 + step)
+            H = hidden_block(Ws, bs, X, r0, r1, buf)
+            if mean is None:
+                h_sum += H[labelled[r0:r1]].sum(axis=0, dtype=np.float64)
+                totals[0] += labelled[r0:r1].sum()
+            add_label_sums(Y.indptr, Y.indices, r0, H, sums, j0)
+        if reduce is not None:
+            reduce([sums] if mean is not None else [sums, h_sum, totals])
+        if mean is None:
+            mean = (h_sum / max(1.0, totals[0])).astype(np.float32)
+        imprint_rows(W_out, sums, counts, j0, mean, np.float32(weight))
+    return int((counts > 0).sum())

@@ -56,6 +56,10 @@ PARAMS: tuple[Param, ...] = (
     _p("centroid_scale", 10.0, "float", "output_init='centroid': the starting logit of an input of "
        "average hidden norm aligned with its label's centroid", low=0, low_open=True, high=1e3,
        group="network"),
+    _p("output_imprint", "auto", "float_auto", "at the end of training, turn each output row of a label "
+       "with training points this share of the way towards its points' centred mean hidden vector under the "
+       "trained network, keeping the row's length (weight imprinting, slide.centroids); 'auto': chosen from "
+       "the data (slide.recipe)", low=0, high=1, group="network"),
     _p("normalize", "l2", "choice", "scale each input row: 'l2' (unit norm) or 'none'",
        choices=("l2", "none"), group="network"),
     # --- text (a model fitted on strings: slide.text)

@@ -133,7 +133,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         One record per epoch: epoch, wall seconds, samples/s, mean loss and evaluation metrics.
     timings_ : dict
         Seconds spent per phase (hashing, selection, forward, backward summed over threads;
-        optimizer and rebuild wall time).
+        optimizer and rebuild wall time; setup, and where they ran, imprint and lsh_check).
     n_iter_ : int
         Epochs run.
     data_parallel_ : dict or None
@@ -145,7 +145,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     data_parallel_ = None  # what a data-parallel fit exchanged (set by fit and resume in a group)
 
     def __init__(self, *, hidden_layer_sizes="auto", lsh_layers="auto", dropout="auto", input_dropout="auto",
-                 label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, normalize="l2",
+                 label_smoothing="auto", init_scale=1.0, output_init="auto", centroid_scale=10.0, output_imprint="auto",
+                 normalize="l2",
                  text_features="tfidf",
                  analyzer="word", ngram_range="auto", min_df="auto", sublinear_tf=True, hash_features=1 << 18,
                  hash_family="simhash",
@@ -166,6 +167,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.init_scale = init_scale
         self.output_init = output_init
         self.centroid_scale = centroid_scale
+        self.output_imprint = output_imprint
         self.normalize = normalize
         self.text_features = text_features
         self.analyzer = analyzer
@@ -455,7 +457,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def estimate_memory(self, n_features, n_labels, *, max_labels=1, max_nnz=100) -> dict:
         """Bytes the arrays of training this configuration need, by kind (weights,
-        optimizer_state, hash_tables, batch_buffers, scratch, prediction); the data set itself
+        optimizer_state, hash_tables, batch_buffers, scratch, prediction, imprint); the data set itself
         is not included. ``fit`` refuses to start when the sum exceeds 90% of the available
         memory. Without the data, ``hidden_layer_sizes='auto'`` counts as the widest layer the
         recipe may choose for these dimensions."""

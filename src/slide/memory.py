@@ -2,7 +2,8 @@
 
 The estimate adds up exactly the arrays :mod:`slide.network` allocates: weights and biases, Adam
 moments, hash tables, the per-sample batch buffers, the per-thread scratch and the optimiser
-pass's scratch, plus the exact-prediction chunk. It leaves out the data set itself (already in
+pass's scratch, plus the exact-prediction chunk and the label sums of imprinting the trained output rows
+(``output_imprint``, at the end of a fit). It leaves out the data set itself (already in
 memory when training starts) and the interpreter (~150 MB with Numba loaded).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from .centroids import IMPRINT_BLOCK_BYTES
 from .errors import SlideError
 from .kernels.state import ROW_BLOCKS
 from .network import input_optimizer, output_by_rows
@@ -54,8 +56,11 @@ def estimate_bytes(specs, p: dict, n_threads: int, max_labels: int, max_nnz: int
     per_sample += B * max_nnz * (I32 + F32)  # the input after input dropout
     if output_by_rows(specs, B):  # the output layer's backward pass: row-block partial sums
         per_sample += ROW_BLOCKS * B * (specs[-1].n_in * F32 + 1)
+    imprint = 0
+    if len(specs) > 1 and p.get("output_imprint", 0.0) != 0:  # 'auto' counts: the data decides
+        imprint = min(IMPRINT_BLOCK_BYTES, specs[-1].n_out * specs[-1].n_in * F32)
     return {"weights": weights, "optimizer_state": optim, "hash_tables": tables, "batch_buffers": per_sample,
-            "scratch": per_thread, "prediction": PREDICT_CHUNK_BYTES}
+            "scratch": per_thread, "prediction": PREDICT_CHUNK_BYTES, "imprint": imprint}
 
 
 def available_bytes() -> int | None:

@@ -34,6 +34,7 @@ def _params(stored: dict) -> dict:
     params = tupled(stored)
     params.setdefault("sampler", "uniform")  # files from before the parameter existed
     params.setdefault("output_init", "uniform")  # ... and from before the centroid initialisation
+    params.setdefault("output_imprint", 0.0)  # ... and from before imprinting
     params.setdefault("label_smoothing", 0.0)  # ... and from before label smoothing
     params.setdefault("data_parallel", "auto")  # ... and from before data-parallel training
     params.setdefault("sync_every", 8)

@@ -68,6 +68,11 @@ WIDE_INPUT_RATIO, INPUT_SGD_LEARNING_RATE = 2.0, 3.0
 # learning when ~1,200 steps end, and it is regularised enough that smoothing only holds the
 # output back (benchmarks/RESULTS.md section 11, "Longer, without smoothing")
 SGD_INPUT_STEP_FACTOR = 4
+# output_imprint='auto' on a long tail: after training, each label's row is turned this share of the
+# way towards its points' centroid under the trained network (slide.centroids.imprint_output): on the
+# tails measured it gained 0.003-0.015 P@1, and on data-rich labels 0.1 already cost up to 0.014
+# (benchmarks/RESULTS.md section 11, "Imprinting the trained rows")
+TAIL_IMPRINT = 0.2
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
             raise ParameterError("The 'output_init' parameter of SlideClassifier can be 'centroid' only with a "
                                  "hidden layer (hidden_layer_sizes is empty). Got 'centroid' instead.")
         decide("output_init", "uniform", "no hidden layer: the output weights are the input weights")
+        if p["output_imprint"] not in ("auto", 0, 0.0):
+            raise ParameterError("The 'output_imprint' parameter of SlideClassifier needs a hidden layer "
+                                 f"(hidden_layer_sizes is empty). Got {p['output_imprint']!r} instead.")
+        decide("output_imprint", 0.0, "no hidden layer: the output weights are the input weights")
 
     if tail:
         decide("dropout", 0.0, f"{med} (< {TAIL_MEDIAN_POINTS}): a long tail, where each label must be "
@@ -188,6 +197,9 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
                "instead of waiting for its few updates to find it")
         decide("label_smoothing", 0.0, f"{med}: a rare label's few points must pull its row all the way "
                "(0.3 cost 0.069 P@1 on the reference workload)")
+        decide("output_imprint", TAIL_IMPRINT, f"{med}: a rare label's row last moved on its few points' "
+               "batches, so at the end it is turned towards where they lie under the trained first layer "
+               "(+0.012 P@1 on debian-package-search)")
     else:
         if profile.median_points_per_label >= TAIL_MEDIAN_POINTS:
             why = f"{med} (>= {TAIL_MEDIAN_POINTS})"
@@ -204,6 +216,8 @@ def resolve(params: dict, profile: DataProfile, n_batches: int) -> tuple[dict, l
         decide("output_init", "uniform", f"{why}: training alone places each label's row (a centroid start "
                "cost 0.006 P@1 on the Mulan text sets and 0.46 on the delicious-200k preset)")
         decide("label_smoothing", *_rich_smoothing(p, profile, med))
+        decide("output_imprint", 0.0, f"{why}: training places each row from many points (imprinting "
+               "them cost up to 0.014 P@1 on the Mulan sets and debian-packages-text)")
     # (the tail branch and a network without a hidden layer train the first layer as every other)
     decide("input_optimizer", p["optimizer"], _same_optimizer_reason(p, tail, med))
     if _sgd_input(p):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .centroids import imprint_output
 from .errors import DataFormatError, ParameterError, TrainingError
 from .kernels import train as K
 from .kernels.optim import ADAM, SGD
@@ -316,9 +317,16 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
                 _write_checkpoint(state, progress, checkpoint, timers, rate)
             if stop:
                 break
+        progress.done = progress.epoch >= progress.n_epochs
+        # (a state built without the recipe, as some tests do, may hold 'auto': no imprinting)
+        imprint = p.get("output_imprint", 0.0)
+        if progress.done and not isinstance(imprint, str) and imprint > 0 and len(state.specs) > 1:
+            t0 = time.perf_counter()
+            imprint_output(state.weights, state.biases, X, Y, imprint,
+                           reduce=None if group is None else group.sum_)
+            state.timings["imprint"] = state.timings.get("imprint", 0.0) + time.perf_counter() - t0
         if state.schedule is not None:
             state.rebuild_tables()  # tables match the final weights (LSH prediction, saving)
-        progress.done = progress.epoch >= progress.n_epochs
         if progress.done:
             state.progress = None
     finally:

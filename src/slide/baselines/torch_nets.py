@@ -34,13 +34,13 @@ from ..errors import NotFittedError, ParameterError, TrainingError
 from ..metrics import evaluate
 from ..network import LayerSpec, init_weights, input_optimizer
 from ..estimator import resolve_n_jobs
-from ..centroids import init_output_centroids
+from ..centroids import imprint_output, init_output_centroids
 from ..recipe import DataProfile, resolve
 from ..training import check_callbacks, resolve_seed, seed_of
 
 # The SlideClassifier parameters that mean the same thing here (same names, ranges, defaults).
 SHARED = ("hidden_layer_sizes", "dropout", "input_dropout", "label_smoothing", "init_scale", "output_init",
-          "centroid_scale",
+          "centroid_scale", "output_imprint",
           "normalize", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "input_optimizer",
           "input_learning_rate", "beta1", "beta2", "adam_epsilon", "n_jobs", "random_state", "verbose")
 
@@ -112,7 +112,7 @@ class DenseClassifier:
     """The network of a :class:`slide.SlideClassifier` trained densely (every output neuron active)
     with PyTorch. Parameters are the SlideClassifier parameters that apply here, with the same
     names, defaults and ranges: ``hidden_layer_sizes, dropout, input_dropout, label_smoothing, init_scale,
-    output_init, centroid_scale, normalize, epochs, batch_size, learning_rate, lr_schedule,
+    output_init, centroid_scale, output_imprint, normalize, epochs, batch_size, learning_rate, lr_schedule,
     optimizer, beta1, beta2, adam_epsilon, n_jobs, random_state, verbose``; the 'auto' ones are
     decided by SlideClassifier's recipe (``recipe_`` after fit).
 
@@ -125,7 +125,8 @@ class DenseClassifier:
 
     def __init__(self, *, hidden_layer_sizes="auto", dropout="auto", input_dropout="auto", label_smoothing="auto",
                  init_scale=1.0,
-                 output_init="auto", centroid_scale=10.0, normalize="l2", epochs="auto", batch_size=128,
+                 output_init="auto", centroid_scale=10.0, output_imprint="auto", normalize="l2", epochs="auto",
+                 batch_size=128,
                  learning_rate=3e-3, lr_schedule="auto", optimizer="adam", input_optimizer="auto",
                  input_learning_rate="auto", beta1=0.9, beta2=0.999, adam_epsilon=1e-8, n_jobs=None,
                  random_state=None, verbose=0):
@@ -136,6 +137,7 @@ class DenseClassifier:
         self.init_scale = init_scale
         self.output_init = output_init
         self.centroid_scale = centroid_scale
+        self.output_imprint = output_imprint
         self.normalize = normalize
         self.epochs = epochs
         self.batch_size = batch_size
@@ -273,8 +275,22 @@ class DenseClassifier:
                           + f" {rec['samples_per_second']:,.0f} samples/s", file=sys.stderr, flush=True)
                 if callback is not None and callback(rec):
                     break
+            else:  # every planned epoch ran: the end of training, as in SlideClassifier
+                if p["output_imprint"] > 0:
+                    self._imprint(X, Y, p)
         self.n_iter_ = len(self.history_)
         return self
+
+    def _imprint(self, X, Y, p) -> None:
+        """SlideClassifier's end of training (slide.centroids.imprint_output) on this network's
+        weights, in place through NumPy views of the tensors."""
+        from ..estimator import thread_limits
+
+        net = self.network_
+        with torch.no_grad(), thread_limits(resolve_n_jobs(p["n_jobs"])):
+            Ws = [net.first.weight.numpy(), *(lin.weight.numpy() for lin in net.hidden), net.out_weight.numpy()]
+            bs = [net.first_bias.numpy(), *(lin.bias.numpy() for lin in net.hidden), net.out_bias.numpy()[:, 0]]
+            imprint_output(Ws, bs, X, Y, p["output_imprint"])
 
     def _prepare(self, Y, p, rng) -> None:
         pass
