@@ -72,6 +72,7 @@ def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -
 
 
 IMPRINT_BLOCK_BYTES = 1 << 29  # label sums held at once: 512 MB (a bigger layer takes several passes)
+IMPRINT_CHUNK_FLOATS = 1 << 18  # hidden activations computed per block: 1 MB
 
 
 def imprint_output(Ws: list, bs: list, X, Y, weight: float, reduce=None) -> int:
@@ -91,7 +92,9 @@ def imprint_output(Ws: list, bs: list, X, Y, weight: float, reduce=None) -> int:
         reduce([counts])
     labelled = np.diff(Y.indptr) > 0
     n_first = Ws[0].shape[1]
-    step = max(1, CHUNK_FLOATS // max(n_first, n_hidden))
+    # a small block of hidden vectors, reused: at the end of a short fit, fresh pages cost more
+    # than the passes (this virtual machine faults in about 1 GB a second)
+    step = max(1, IMPRINT_CHUNK_FLOATS // max(n_first, n_hidden))
     buf = np.empty((min(step, max(1, X.shape[0])), n_first), np.float32)
     block = max(1, IMPRINT_BLOCK_BYTES // (4 * n_hidden))
     h_sum = np.zeros(n_hidden, np.float64)
@@ -103,8 +106,9 @@ def imprint_output(Ws: list, bs: list, X, Y, weight: float, reduce=None) -> int:
             r1 = min(X.shape[0], r0 + step)
             H = hidden_block(Ws, bs, X, r0, r1, buf)
             if mean is None:
-                h_sum += H[labelled[r0:r1]].sum(axis=0, dtype=np.float64)
-                totals[0] += labelled[r0:r1].sum()
+                keep = labelled[r0:r1]
+                h_sum += (H if keep.all() else H[keep]).sum(axis=0, dtype=np.float64)
+                totals[0] += keep.sum()
             add_label_sums(Y.indptr, Y.indices, r0, H, sums, j0)
         if reduce is not None:
             reduce([sums] if mean is not None else [sums, h_sum, totals])

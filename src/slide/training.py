@@ -188,7 +188,10 @@ def run(state, X, Y, *, eval_set=None, eval_k=5, callback=None, checkpoint: Chec
 
     ``group`` (a :class:`slide.distributed.DataParallel`, its batch plan made): X, Y are this
     worker's shard, each batch is this worker's share of a global batch, and the workers
-    exchange after it (see :mod:`slide.distributed`); callbacks' stop requests are agreed."""
+    exchange after it (see :mod:`slide.distributed`); callbacks' stop requests are agreed.
+
+    A run that reaches its last epoch ends by imprinting the output rows (``output_imprint``,
+    :func:`slide.centroids.imprint_output`), then rebuilds the tables from the final weights."""
     p = state.config
     progress = state.progress
     n_threads = state.n_threads
