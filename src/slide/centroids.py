@@ -29,6 +29,23 @@ def hidden_block(Ws, bs, X, r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
     return H
 
 
+def _hidden_blocks(Ws, bs, X, chunk_floats: int):
+    """(r0, ReLU activations of the last hidden layer for rows r0...) over X in blocks of about
+    ``chunk_floats`` floats, computed into one reused buffer."""
+    step = max(1, chunk_floats // max(Ws[0].shape[1], Ws[-1].shape[1]))
+    buf = np.empty((min(step, max(1, X.shape[0])), Ws[0].shape[1]), np.float32)
+    for r0 in range(0, X.shape[0], step):
+        yield r0, hidden_block(Ws, bs, X, r0, min(X.shape[0], r0 + step), buf)
+
+
+def _label_counts(Y, n_labels: int, reduce) -> np.ndarray:
+    """Training points per label (over every worker's shard with ``reduce``)."""
+    counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
+    if reduce is not None:
+        reduce([counts])
+    return counts
+
+
 def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -> int:
     """Set each output row ``Ws[-1][j]`` of a label with training points to
     ``scale * u_j / (|u_j| * mean |h|)``, where u_j is the mean hidden vector of its points minus
@@ -40,21 +57,14 @@ def init_output_centroids(Ws: list, bs: list, X, Y, scale: float, reduce=None) -
     number of rows set."""
     W_out = Ws[-1]
     n_labels, n_hidden = W_out.shape
-    counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
-    if reduce is not None:
-        reduce([counts])
+    counts = _label_counts(Y, n_labels, reduce)
     has_points = counts > 0
     W_out[has_points] = 0.0  # the rows accumulate their points' sums
     labelled = np.diff(Y.indptr) > 0
-    n_first = Ws[0].shape[1]
-    step = max(1, CHUNK_FLOATS // max(n_first, n_hidden))
-    buf = np.empty((min(step, max(1, X.shape[0])), n_first), np.float32)
     h_sum = np.zeros(n_hidden, np.float64)
     norm_sum = 0.0
-    for r0 in range(0, X.shape[0], step):
-        r1 = min(X.shape[0], r0 + step)
-        H = hidden_block(Ws, bs, X, r0, r1, buf)
-        keep = labelled[r0:r1]
+    for r0, H in _hidden_blocks(Ws, bs, X, CHUNK_FLOATS):
+        keep = labelled[r0:r0 + H.shape[0]]
         h_sum += H[keep].sum(axis=0, dtype=np.float64)
         norm_sum += float(np.sqrt(np.einsum("ij,ij->i", H[keep], H[keep], dtype=np.float64)).sum())
         add_label_sums(Y.indptr, Y.indices, r0, H, W_out, 0)
@@ -87,26 +97,19 @@ def imprint_output(Ws: list, bs: list, X, Y, weight: float, reduce=None) -> int:
     :func:`init_output_centroids`. Returns the number of rows turned."""
     W_out = Ws[-1]
     n_labels, n_hidden = W_out.shape
-    counts = np.bincount(Y.indices, minlength=n_labels).astype(np.int64)
-    if reduce is not None:
-        reduce([counts])
+    counts = _label_counts(Y, n_labels, reduce)
     labelled = np.diff(Y.indptr) > 0
-    n_first = Ws[0].shape[1]
-    # a small block of hidden vectors, reused: at the end of a short fit, fresh pages cost more
-    # than the passes (this virtual machine faults in about 1 GB a second)
-    step = max(1, IMPRINT_CHUNK_FLOATS // max(n_first, n_hidden))
-    buf = np.empty((min(step, max(1, X.shape[0])), n_first), np.float32)
     block = max(1, IMPRINT_BLOCK_BYTES // (4 * n_hidden))
     h_sum = np.zeros(n_hidden, np.float64)
     totals = np.zeros(1, np.float64)
     mean = None
     for j0 in range(0, n_labels, block):
         sums = np.zeros((min(block, n_labels - j0), n_hidden), np.float32)
-        for r0 in range(0, X.shape[0], step):
-            r1 = min(X.shape[0], r0 + step)
-            H = hidden_block(Ws, bs, X, r0, r1, buf)
+        # a small reused block of hidden vectors: at the end of a short fit, fresh pages cost more
+        # than the passes (this virtual machine faults in about 1 GB a second)
+        for r0, H in _hidden_blocks(Ws, bs, X, IMPRINT_CHUNK_FLOATS):
             if mean is None:
-                keep = labelled[r0:r1]
+                keep = labelled[r0:r0 + H.shape[0]]
                 h_sum += (H if keep.all() else H[keep]).sum(axis=0, dtype=np.float64)
                 totals[0] += keep.sum()
             add_label_sums(Y.indptr, Y.indices, r0, H, sums, j0)
